@@ -1,0 +1,81 @@
+/**
+ * `pierce`: the command line. Subcommands live beside this file; each exports a handler taking
+ * its arguments and returning an exit code. Usage errors exit 2, runtime failures 1.
+ */
+import { PierceError } from '../../../src/errors.ts';
+import { wgCommand } from './wg.ts';
+
+const VERSION = '0.1.0';
+
+export const USAGE = `pierce ${VERSION}: a mesh VPN in pure TypeScript
+
+Usage: pierce <command> [options]
+
+Commands:
+  wg genkey                     print a new private key (base64, like \`wg genkey\`)
+  wg pubkey                     read a private key on stdin, print its public key
+  wg genpsk                     print a new preshared key
+  wg up --config FILE           run a userspace WireGuard tunnel in the foreground
+  wg ping --config FILE DEST    handshake and ping DEST through the tunnel
+
+Run \`pierce wg --help\` or \`pierce wg <command> --help\` for details.
+`;
+
+/** A usage error: printed with a hint, exit code 2. */
+export class UsageError extends PierceError {
+  constructor(message: string) {
+    super('USAGE', message);
+  }
+}
+
+export interface Io {
+  stdout: (s: string) => void;
+  stderr: (s: string) => void;
+  readStdin: () => Promise<string>;
+}
+
+export const processIo: Io = {
+  stdout: (s) => void process.stdout.write(s),
+  stderr: (s) => void process.stderr.write(s),
+  readStdin: async () => {
+    const chunks: Buffer[] = [];
+    for await (const c of process.stdin) chunks.push(c as Buffer);
+    return Buffer.concat(chunks).toString('utf8');
+  },
+};
+
+export async function main(argv: string[], io: Io = processIo): Promise<number> {
+  const [cmd, ...rest] = argv;
+  try {
+    switch (cmd) {
+      case undefined:
+      case '-h':
+      case '--help':
+      case 'help':
+        io.stdout(USAGE);
+        return cmd === undefined ? 2 : 0;
+      case '--version':
+      case 'version':
+        io.stdout(`pierce ${VERSION}\n`);
+        return 0;
+      case 'wg':
+        return await wgCommand(rest, io);
+      default:
+        throw new UsageError(`unknown command "${cmd}"`);
+    }
+  } catch (e) {
+    if (e instanceof UsageError) {
+      io.stderr(`pierce: ${e.message}\nRun \`pierce --help\` for usage.\n`);
+      return 2;
+    }
+    if (e instanceof PierceError) {
+      io.stderr(`pierce: ${e.message}\n`);
+      return 1;
+    }
+    if (e instanceof Error && 'code' in e && typeof (e as { code: unknown }).code === 'string' && (e as { code: string }).code.startsWith('ERR_PARSE_ARGS')) {
+      io.stderr(`pierce: ${e.message}\nRun \`pierce --help\` for usage.\n`);
+      return 2;
+    }
+    throw e;
+  }
+}
