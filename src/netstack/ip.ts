@@ -206,10 +206,16 @@ function checkAddrs(src: Uint8Array, dst: Uint8Array, len: number, family: strin
   }
 }
 
-/** Builds an IPv4 packet (20-byte header, no options) with a correct header checksum. */
-export function buildIPv4(f: IPv4Fields): Uint8Array {
+/**
+ * The fields of an IP header without the payload, for `allocIPPacket`: the IPv4 and IPv6 builder
+ * fields together (those of the other family are ignored).
+ */
+export type IPHeaderFields = Omit<IPv4Fields & IPv6Fields, 'payload'>;
+
+/** A zeroed IPv4 packet for `payloadLength` bytes of payload, its 20-byte header written. */
+function allocIPv4(f: Omit<IPv4Fields, 'payload'>, payloadLength: number): Uint8Array {
   checkAddrs(f.src, f.dst, 4, 'IPv4');
-  const total = IPV4_HEADER_LEN + f.payload.length;
+  const total = IPV4_HEADER_LEN + payloadLength;
   if (total > IP_MAX_LEN) fail('PACKET_TOO_BIG', `IPv4 packet of ${total} bytes exceeds ${IP_MAX_LEN}`);
   const out = new Uint8Array(total);
   out[0] = 0x45;
@@ -227,14 +233,13 @@ export function buildIPv4(f: IPv4Fields): Uint8Array {
   const ck = internetChecksum(out.subarray(0, IPV4_HEADER_LEN));
   out[10] = ck >> 8;
   out[11] = ck & 0xff;
-  out.set(f.payload, IPV4_HEADER_LEN);
   return out;
 }
 
-/** Builds an IPv6 packet (40-byte header, no extension headers). */
-export function buildIPv6(f: IPv6Fields): Uint8Array {
+/** A zeroed IPv6 packet for `payloadLength` bytes of payload, its 40-byte header written. */
+function allocIPv6(f: Omit<IPv6Fields, 'payload'>, payloadLength: number): Uint8Array {
   checkAddrs(f.src, f.dst, 16, 'IPv6');
-  const plen = f.payload.length;
+  const plen = payloadLength;
   if (plen > IP_MAX_LEN) fail('PACKET_TOO_BIG', `IPv6 payload of ${plen} bytes exceeds ${IP_MAX_LEN} (no jumbograms)`);
   const tc = checkField('trafficClass', f.trafficClass ?? 0, 0xff);
   const fl = checkField('flowLabel', f.flowLabel ?? 0, 0xfffff);
@@ -249,8 +254,41 @@ export function buildIPv6(f: IPv6Fields): Uint8Array {
   out[7] = checkField('ttl', f.ttl ?? DEFAULT_TTL, 0xff);
   out.set(f.src, 8);
   out.set(f.dst, 24);
+  return out;
+}
+
+/** Builds an IPv4 packet (20-byte header, no options) with a correct header checksum. */
+export function buildIPv4(f: IPv4Fields): Uint8Array {
+  const out = allocIPv4(f, f.payload.length);
+  out.set(f.payload, IPV4_HEADER_LEN);
+  return out;
+}
+
+/** Builds an IPv6 packet (40-byte header, no extension headers). */
+export function buildIPv6(f: IPv6Fields): Uint8Array {
+  const out = allocIPv6(f, f.payload.length);
   out.set(f.payload, IPV6_HEADER_LEN);
   return out;
+}
+
+/** The header length `allocIPPacket` writes for this source address: 20 (IPv4) or 40 (IPv6). */
+export function ipHeaderLength(src: Uint8Array): number {
+  if (src.length === 4) return IPV4_HEADER_LEN;
+  if (src.length === 16) return IPV6_HEADER_LEN;
+  return fail('ADDR_LENGTH', `an IP address is 4 or 16 bytes, got ${src.length}`);
+}
+
+/**
+ * One allocation for a whole packet: a buffer of header + `payloadLength` bytes with the IPv4
+ * or IPv6 header (by address length, as `buildIP` would write it) in place and the payload
+ * zeroed, for the caller to write at `ipHeaderLength(f.src)` (= `length - payloadLength`).
+ * Upper-layer builders use it to avoid building the payload in a buffer of its own and copying.
+ */
+export function allocIPPacket(f: IPHeaderFields, payloadLength: number): Uint8Array {
+  if (!Number.isInteger(payloadLength) || payloadLength < 0) fail('PACKET_FIELD', `payload length ${payloadLength} is not a byte count`);
+  if (f.src.length === 4) return allocIPv4(f, payloadLength);
+  if (f.src.length === 16) return allocIPv6(f, payloadLength);
+  return fail('ADDR_LENGTH', `an IP address is 4 or 16 bytes, got ${f.src.length}`);
 }
 
 /** Builds an IPv4 or IPv6 packet, chosen by the address length (4 or 16 bytes). */

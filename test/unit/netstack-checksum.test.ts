@@ -139,3 +139,19 @@ describe('Internet checksum (RFC 1071)', () => {
     expect(() => pseudoHeaderSum(new Uint8Array(5), new Uint8Array(5), 17, 8)).toThrow(PacketError);
   });
 });
+
+describe('sumWords fast path', () => {
+  it('equals the plain 16-bit big-endian sum for any length and alignment (property)', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 3000 }), fc.nat({ max: 7 }), fc.nat({ max: 0xffff }), (data, shift, init) => {
+        const buf = new Uint8Array(data.length + 8);
+        buf.set(data, shift);
+        const view = buf.subarray(shift, shift + data.length);
+        let naive = init;
+        for (let i = 0; i < data.length; i += 2) naive += (data[i]! << 8) | (data[i + 1] ?? 0);
+        expect(sumWords(view, init)).toBe(foldSum(naive));
+      }),
+      { numRuns: 500 },
+    );
+  });
+});

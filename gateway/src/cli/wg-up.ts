@@ -1,9 +1,10 @@
 /** `pierce wg up --config FILE`: the tunnel in the foreground, answering ICMP echo. */
 import { formatPrefix } from '../../../src/netstack/addr.ts';
-import { answerEcho } from '../../../src/netstack/icmp.ts';
-import { equalBytes } from '../../../src/crypto/bytes.ts';
 import type { LogLevel } from '../../../src/wg/types.ts';
 import { UdpTunnel } from '../wg/udp-tunnel.ts';
+import { StackRuntime } from '../netstack/runtime.ts';
+import { startForward, startListen } from '../proxy/forward.ts';
+import { startSocks5 } from '../proxy/socks5.ts';
 import { UsageError, type Io } from './main.ts';
 import { parseArgs } from 'node:util';
 import { intOption, loadConfig, TUNNEL_OPTIONS } from './wg.ts';
@@ -16,22 +17,34 @@ export function makeLogger(io: Io, verbose: boolean): (level: LogLevel, message:
 }
 
 export async function wgUp(argv: string[], io: Io): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: TUNNEL_OPTIONS, strict: true });
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      ...TUNNEL_OPTIONS,
+      forward: { type: 'string', multiple: true },
+      socks5: { type: 'string' },
+      listen: { type: 'string', multiple: true },
+    },
+    strict: true,
+  });
   if (!values.config) throw new UsageError('wg up needs --config FILE');
   const cfg = await loadConfig(values.config, io);
   const log = makeLogger(io, values.verbose === true);
-  const local = cfg.interface.addresses.map((p) => p.addr);
-  const isLocal = (dst: Uint8Array) => local.some((a) => equalBytes(a, dst));
   const listenPort = intOption('listen-port', values['listen-port'], cfg.interface.listenPort ?? 0, 0, 65535);
 
+  // The userspace TCP/IP stack on the interface addresses: ICMP echo, UDP, TCP.
+  const net: StackRuntime = new StackRuntime({
+    addresses: cfg.interface.addresses.map((p) => p.addr),
+    output: (packet) => {
+      const err = tunnel.send(packet);
+      if (err) log('debug', `stack: cannot send a packet: ${err.message}`);
+    },
+  });
   const tunnel: UdpTunnel = new UdpTunnel({
     config: cfg,
     listenPort,
     log,
-    onPacket: (packet) => {
-      const reply = answerEcho(packet, isLocal);
-      if (reply) tunnel.send(reply);
-    },
+    onPacket: (packet) => net.input(packet),
     onEvent: (e) => {
       if (e.type === 'handshake-complete') log('info', `handshake complete with ${e.peer} at ${e.peer.endpoint?.key ?? '?'}`);
       else log('warn', `handshake with ${e.peer} did not complete; giving up until there is traffic`);
@@ -40,6 +53,29 @@ export async function wgUp(argv: string[], io: Io): Promise<number> {
   await tunnel.start();
   const addrs = cfg.interface.addresses.map(formatPrefix).join(', ') || 'none';
   log('info', `interface up: public key ${tunnel.device.publicKey.toBase64()}, addresses ${addrs}, ${cfg.peers.length} peer(s), listening on udp port ${tunnel.port}`);
+  const closers: (() => Promise<void>)[] = [];
+  try {
+    for (const spec of (values.forward as string[] | undefined) ?? []) {
+      const f = await startForward(spec, net, log);
+      closers.push(() => f.close());
+      log('info', `forwarding tcp ${f.address}:${f.port} -> ${spec.slice(spec.indexOf('=') + 1)} through the tunnel`);
+    }
+    if (values.socks5 !== undefined) {
+      const sx = await startSocks5(values.socks5 as string, net, log);
+      closers.push(() => sx.close());
+      log('info', `socks5 proxy on ${sx.address}:${sx.port}`);
+    }
+    for (const spec of (values.listen as string[] | undefined) ?? []) {
+      const l = await startListen(spec, net, log);
+      closers.push(() => l.close());
+      log('info', `tunnel tcp port ${l.port} -> ${spec.slice(spec.indexOf('=') + 1)}`);
+    }
+  } catch (e) {
+    await Promise.all(closers.map((c) => c()));
+    net.stop();
+    tunnel.stop();
+    throw e;
+  }
 
   return new Promise<number>((resolve) => {
     const stop = (sig: string) => {
@@ -47,8 +83,11 @@ export async function wgUp(argv: string[], io: Io): Promise<number> {
       process.off('SIGINT', onInt);
       process.off('SIGTERM', onTerm);
       process.off('SIGUSR1', onUsr1);
-      tunnel.stop();
-      resolve(0);
+      void Promise.all(closers.map((c) => c())).finally(() => {
+        net.stop();
+        tunnel.stop();
+        resolve(0);
+      });
     };
     const onInt = () => stop('SIGINT');
     const onTerm = () => stop('SIGTERM');

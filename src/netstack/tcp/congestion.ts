@@ -1,0 +1,62 @@
+/**
+ * NewReno congestion control (RFC 5681 with RFC 6582's fast recovery), in bytes.
+ *   initial window: RFC 6928, min(10 MSS, max(2 MSS, 14600))
+ *   slow start: cwnd += min(acked, 2 MSS) per ACK (appropriate byte counting, RFC 3465 L = 2)
+ *   congestion avoidance: cwnd += MSS once per cwnd of acknowledged bytes
+ *   three duplicate ACKs: ssthresh = max(flight / 2, 2 MSS), cwnd = ssthresh + 3 MSS
+ *   timeout: ssthresh = max(flight / 2, 2 MSS), cwnd = 1 MSS (RFC 5681 §3.1 loss window)
+ */
+export class NewReno {
+  cwnd: number;
+  ssthresh = 0x3fffffff;
+  private caBytes = 0;
+
+  constructor(private mss: number) {
+    this.cwnd = Math.min(10 * mss, Math.max(2 * mss, 14600));
+  }
+
+  setMss(mss: number): void {
+    this.mss = mss;
+    this.cwnd = Math.min(10 * mss, Math.max(2 * mss, 14600));
+  }
+
+  /** New data acknowledged outside fast recovery. */
+  onAck(acked: number): void {
+    if (this.cwnd < this.ssthresh) {
+      this.cwnd += Math.min(acked, 2 * this.mss);
+    } else {
+      this.caBytes += acked;
+      if (this.caBytes >= this.cwnd) {
+        this.caBytes -= this.cwnd;
+        this.cwnd += this.mss;
+      }
+    }
+  }
+
+  enterRecovery(flight: number): void {
+    this.ssthresh = Math.max(Math.floor(flight / 2), 2 * this.mss);
+    this.cwnd = this.ssthresh + 3 * this.mss;
+  }
+
+  /** A further duplicate ACK in recovery inflates the window by one segment. */
+  onDupAckInRecovery(): void {
+    this.cwnd += this.mss;
+  }
+
+  /** RFC 6582 §3.2 step 3: partial ACK deflates by the newly acked bytes, then adds one MSS. */
+  onPartialAck(acked: number): void {
+    this.cwnd = Math.max(this.mss, this.cwnd - acked + (acked >= this.mss ? this.mss : 0));
+  }
+
+  /** RFC 6582 §3.2 step 3: full ACK ends recovery. */
+  exitRecovery(flight: number): void {
+    this.cwnd = Math.min(this.ssthresh, Math.max(flight, this.mss) + this.mss);
+    this.caBytes = 0;
+  }
+
+  onTimeout(flight: number): void {
+    this.ssthresh = Math.max(Math.floor(flight / 2), 2 * this.mss);
+    this.cwnd = this.mss;
+    this.caBytes = 0;
+  }
+}
