@@ -20,6 +20,7 @@ import { cryptoRandom } from '../../src/crypto/backend.ts';
 import { Device } from '../../src/wg/device.ts';
 import type { Endpoint } from '../../src/wg/types.ts';
 import { REJECT_AFTER_MESSAGES } from '../../src/wg/constants.ts';
+import { runTcpInprocess } from './tcp-inprocess.ts';
 
 const args = process.argv.slice(2);
 const json = args.includes('--json');
@@ -152,8 +153,10 @@ for (const b of [nobleBackend, nodeBackend]) {
   rows.push({ backend: b.name, test: 'handshake (init+resp+keys)', opsPerSec: hs, baseline: 'x25519', ratio: hs / dh });
 }
 
+const tcp = runTcpInprocess();
+
 if (json) {
-  console.log(JSON.stringify({ node: process.version, size: SIZE, rows }, null, 2));
+  console.log(JSON.stringify({ node: process.version, size: SIZE, rows, tcpInprocess: tcp }, null, 2));
 } else {
   console.log(`Pierce WireGuard benchmarks (Node ${process.version}, ${SIZE}-byte packets, median of ${ROUNDS} × ${TIME} ms)\n`);
   const w = Math.max(...rows.map((r) => r.test.length));
@@ -164,4 +167,8 @@ if (json) {
   }
   console.log('\nA handshake does 4 X25519 on the initiator side (one precomputed) and 4 on the responder;');
   console.log('"wg transport" over "aead raw" is the cost of WireGuard framing (goal: ≥ 0.90).');
+  console.log(`\nUserspace TCP, two stacks back to back in one process, no crypto (${(tcp.bytes / 1e6).toFixed(0)} MB one way):`);
+  console.log(`  ${tcp.mbytesPerSec.toFixed(1)} MB/s (${((tcp.mbytesPerSec * 8) / 1000).toFixed(2)} Gbit/s), ${tcp.segments} data segments, ${tcp.usPerSegment.toFixed(1)} µs CPU per segment (both ends)`);
+  console.log(`  baseline: copying the same bytes through a Buffer queue: ${tcp.baselineMbytesPerSec.toFixed(0)} MB/s (ratio ${(tcp.mbytesPerSec / tcp.baselineMbytesPerSec).toFixed(3)})`);
+  console.log('\nThroughput through the tunnel against wireguard-go (root, network namespaces): npx tsx test/bench/tcp-throughput.ts');
 }

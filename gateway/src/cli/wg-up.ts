@@ -58,17 +58,14 @@ export async function wgUp(argv: string[], io: Io): Promise<number> {
     for (const spec of (values.forward as string[] | undefined) ?? []) {
       const f = await startForward(spec, net, log);
       closers.push(() => f.close());
-      log('info', `forwarding tcp ${f.address}:${f.port} -> ${spec.slice(spec.indexOf('=') + 1)} through the tunnel`);
     }
     if (values.socks5 !== undefined) {
       const sx = await startSocks5(values.socks5 as string, net, log);
       closers.push(() => sx.close());
-      log('info', `socks5 proxy on ${sx.address}:${sx.port}`);
     }
     for (const spec of (values.listen as string[] | undefined) ?? []) {
       const l = await startListen(spec, net, log);
       closers.push(() => l.close());
-      log('info', `tunnel tcp port ${l.port} -> ${spec.slice(spec.indexOf('=') + 1)}`);
     }
   } catch (e) {
     await Promise.all(closers.map((c) => c()));

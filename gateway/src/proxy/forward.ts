@@ -335,7 +335,7 @@ export async function startForward(spec: string | ForwardSpec, net: TunnelNet, l
   });
   server.maxConnections = opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
   const addr = await listenServer(server, s.bindAddress, s.bindPort, log, 'forward');
-  log('info', `forward: listening on ${hostPort(addr.address, addr.port)}, relaying to ${target} through the tunnel`);
+  log('info', `forwarding tcp ${hostPort(addr.address, addr.port)} -> ${target} through the tunnel`);
   return { address: addr.address, port: addr.port, stats: () => conns.snapshot(), close: closeServerOnce(server, conns) };
 }
 
@@ -403,7 +403,7 @@ export async function startListen(spec: string | ListenSpec, net: TunnelNet, log
     if (e instanceof PierceError) throw e;
     throw new ProxyError('BIND_FAILED', `listen: cannot listen on tunnel port ${s.tunnelPort}: ${errMessage(e)}`, { cause: e });
   }
-  log('info', `listen: tunnel port ${s.tunnelPort} relayed to ${target}`);
+  log('info', `tunnel tcp port ${s.tunnelPort} -> ${target}`);
   let closing: Promise<void> | null = null;
   return {
     port: s.tunnelPort,

@@ -100,7 +100,7 @@ export function relay(accepted: Duplex, dialed: Duplex, onBytes?: (dir: 'up' | '
     });
     finished(accepted, done(accepted, dialed));
     finished(dialed, done(dialed, accepted));
-    accepted.on('data', (c: Uint8Array) => dialed.write(c)); accepted.on('end', () => dialed.end());
+    accepted.pipe(dialed);
     dialed.pipe(accepted);
   });
 }

@@ -404,6 +404,6 @@ export async function startSocks5(spec: string | BindSpec, net: TunnelNet, log: 
   });
   server.maxConnections = opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
   const addr = await listenServer(server, s.bindAddress, s.bindPort, log, 'socks5');
-  log('info', `socks5: listening on ${hostPort(addr.address, addr.port)}; CONNECT goes through the tunnel (IP addresses only: no DNS in the tunnel yet)`);
+  log('info', `socks5 proxy on ${hostPort(addr.address, addr.port)}; CONNECT goes through the tunnel (IP addresses only: no DNS in the tunnel yet)`);
   return { address: addr.address, port: addr.port, stats: () => conns.snapshot(), close: closeServerOnce(server, conns) };
 }
