@@ -80,7 +80,9 @@ function writeDatagram(b: Uint8Array, at: number, d: UdpDatagram, src: Uint8Arra
   b[at + 4] = len >>> 8;
   b[at + 5] = len;
   b.set(d.payload, at + UDP_HEADER_LEN);
-  const ck = finishChecksum(sumWords(at === 0 ? b : b.subarray(at), pseudoHeaderSum(src, dst, IPPROTO_UDP, len))) || 0xffff;
+  // Header words summed in place (no subarray, see tcp/segment.ts), then the payload.
+  const sum = pseudoHeaderSum(src, dst, IPPROTO_UDP, len) + sp + dp + len;
+  const ck = finishChecksum(sumWords(d.payload, sum)) || 0xffff;
   b[at + 6] = ck >>> 8;
   b[at + 7] = ck;
 }

@@ -346,10 +346,13 @@ function writeSegment(
   put16(b, at + 14, checkU16('window', seg.window));
   put16(b, at + 18, checkU16('urgent pointer', seg.urgent));
   if (optLen > 0) writeOptions(b, at + TCP_HEADER_LEN, options);
-  b.set(payload, at + TCP_HEADER_LEN + optLen);
-  const len = b.length - at;
-  const ck = finishChecksum(sumWords(at === 0 ? b : b.subarray(at), pseudoHeaderSum(src, dst, IPPROTO_TCP, len)));
-  put16(b, at + 16, ck);
+  const hl = TCP_HEADER_LEN + optLen;
+  b.set(payload, at + hl);
+  // Checksum: the header words summed in place (no subarray: a view of a small on-heap array
+  // costs more than the whole build), then the payload, which starts on a word boundary.
+  let sum = pseudoHeaderSum(src, dst, IPPROTO_TCP, hl + payload.length);
+  for (let k = at; k < at + hl; k += 2) sum += (b[k]! << 8) | b[k + 1]!;
+  put16(b, at + 16, finishChecksum(sumWords(payload, sum)));
 }
 
 /**
