@@ -32,6 +32,17 @@
  *   netns.ts         createNamespacePair, ping, parsePingOutput
  *   wireguard-go.ts  wg keys, writeTempFile, formatWgQuick, parseWgDump, startWireguardGo
  *   cleanup.ts       cleanupChildren, cleanupAll
+ *
+ * For the TCP/IP-stack tests (netstack-*.test.ts) and test/bench/tcp-throughput.ts:
+ *   tools.ts         requireTools / toolProblems for OpenSSH, iperf3, curl, nft, python3
+ *   files.ts         writeRandomFile, sha256File, fileSize, tempPath
+ *   sshd.ts          makeSshKeys, startSshd (sshd -D -e in a namespace), sshExec, scp
+ *   probe.ts         tcpProbe / udpProbe: python3 sockets (RST → refused, ICMP unreachable)
+ *   relay.ts         startLossyRelay: lossy-relay.mjs (UDP loss, reordering, duplication)
+ *   nft.ts           addUdpLoss: nftables `numgen random mod 100 < N drop` with counters
+ *   netstack.ts      startTunnel: pierce wg up --forward/--socks5/--listen in A, wireguard-go
+ *                    in B; or, with PIERCE_NETSTACK_CONTROL=kernel, the kernel stand-in
+ *                    (wireguard-go + tcp-gateway.mjs) in A
  */
 
 export { newIfname } from './lab/env.ts';
@@ -78,4 +89,44 @@ export {
   type WireguardGoOptions,
 } from './lab/wireguard-go.ts';
 export { cleanupAll, cleanupChildren } from './lab/cleanup.ts';
+export { NETSTACK_TOOLS, TOOLS, installCommand, requireTools, toolProblems, type Tool } from './lab/tools.ts';
+export { fileSize, sha256File, tempPath, writeRandomFile } from './lab/files.ts';
+export {
+  makeSshKeys,
+  scp,
+  sshExec,
+  sshOptions,
+  startSshd,
+  type SshKeys,
+  type SshRun,
+  type Sshd,
+  type SshdOptions,
+} from './lab/sshd.ts';
+export { tcpProbe, udpProbe, type ConnectResult, type ReadResult, type TcpProbe, type UdpProbe, type UdpResult } from './lab/probe.ts';
+export {
+  LOSSY_RELAY_MJS,
+  startLossyRelay,
+  type Impairment,
+  type LossyRelay,
+  type LossyRelayOptions,
+  type RelayDirectionStats,
+  type RelayStats,
+} from './lab/relay.ts';
+export { addUdpLoss, type UdpLoss, type UdpLossOptions } from './lab/nft.ts';
+export {
+  A_UDP_PORT,
+  B_UDP_PORT,
+  PIERCE_MJS,
+  SIDE_A_ENV,
+  TCP_GATEWAY_MJS,
+  TUN,
+  sideAKind,
+  sideALabel,
+  spawnPierce,
+  startTunnel,
+  type SideAKind,
+  type TcpOptions,
+  type Tunnel,
+  type TunnelOptions,
+} from './lab/netstack.ts';
 export { cleanupStale } from './lab/registry.ts';

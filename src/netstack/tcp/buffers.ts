@@ -189,6 +189,18 @@ export class Scoreboard {
     return n;
   }
 
+  /** SACKed bytes inside [from, to). */
+  sackedBetween(from: number, to: number): number {
+    let n = 0;
+    for (const r of this.ranges) {
+      const a = seqSub(r.left, from) > 0 ? r.left : from;
+      const b = seqSub(r.right, to) < 0 ? r.right : to;
+      const d = seqSub(b, a);
+      if (d > 0) n += d;
+    }
+    return n;
+  }
+
   /** The highest SACKed sequence number, or null. */
   get highest(): number | null {
     const last = this.ranges[this.ranges.length - 1];

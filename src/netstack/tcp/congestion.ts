@@ -38,6 +38,17 @@ export class NewReno {
     this.cwnd = this.ssthresh + 3 * this.mss;
   }
 
+  /** Entering SACK-based recovery (RFC 6675 §5): no inflation, pipe does the accounting. */
+  enterRecoveryPipe(flight: number): void {
+    this.ssthresh = Math.max(Math.floor(flight / 2), 2 * this.mss);
+    this.cwnd = this.ssthresh;
+  }
+
+  exitRecoveryPipe(): void {
+    this.cwnd = this.ssthresh;
+    this.caBytes = 0;
+  }
+
   /** A further duplicate ACK in recovery inflates the window by one segment. */
   onDupAckInRecovery(): void {
     this.cwnd += this.mss;

@@ -2,7 +2,8 @@
  * One TCP connection: the RFC 9293 state machine (§3.10 event processing), with
  *   - MSS (§3.7.1) and window scaling (RFC 7323 §2), SACK-permitted / SACK (RFC 2018)
  *   - retransmission timer per RFC 6298 with Karn's rule and backoff
- *   - fast retransmit and NewReno fast recovery (RFC 5681, RFC 6582), SACK-guided retransmission
+ *   - fast retransmit; SACK-based recovery (RFC 6675) or NewReno (RFC 6582): see recovery.ts
+ *   - tail loss probes (RFC 8985 §7), DSACK for duplicates (RFC 2883)
  *   - out-of-order reassembly, delayed ACKs (RFC 1122 §4.2.3.2: ≤ 2 full segments, 40 ms)
  *   - Nagle (RFC 896, on by default), sender and receiver silly-window avoidance (RFC 1122 §4.2.3.3-4)
  *   - zero-window probes (persist timer), keepalive (RFC 1122 §4.2.3.6), TIME-WAIT (2 MSL)
@@ -16,209 +17,14 @@
  * `onTimer()`. Events are queued while the state machine runs and emitted when it is consistent,
  * so handlers may call back into the connection.
  */
-import { Emitter } from '../emitter.ts';
 import { SocketError } from '../errors.ts';
-import { NewReno } from './congestion.ts';
-import { Reassembly, Scoreboard, SendBuffer } from './buffers.ts';
-import { RtoEstimator } from './rto.ts';
 import { seqAdd, seqGt, seqLt, seqSub } from './seq.ts';
-import { ACK, FIN, PSH, RST, SYN, type TcpOptions, type TcpSegment } from './segment.ts';
+import { ACK, FIN, PSH, RST, SYN, type TcpSegment } from './segment.ts';
+import { TcpBase, type Timer } from './tcb.ts';
 
-export type TcpState =
-  | 'SYN-SENT'
-  | 'SYN-RECEIVED'
-  | 'ESTABLISHED'
-  | 'FIN-WAIT-1'
-  | 'FIN-WAIT-2'
-  | 'CLOSE-WAIT'
-  | 'CLOSING'
-  | 'LAST-ACK'
-  | 'TIME-WAIT'
-  | 'CLOSED';
+export { DEFAULT_TCP_CONFIG, type TcpConfig, type TcpEvents, type TcpHost, type TcpState } from './tcb.ts';
 
-/** Tunables, all documented options of the stack. Times in ms, sizes in bytes. */
-export interface TcpConfig {
-  /** Receive buffer; sets the advertised window and the window-scale shift. */
-  receiveBuffer: number;
-  /** write() returns false once this many bytes wait to be acknowledged. */
-  sendBuffer: number;
-  minRto: number;
-  maxRto: number;
-  /** SYN (or SYN-ACK) retransmissions before ETIMEDOUT. */
-  synRetries: number;
-  /** Data retransmissions (consecutive RTOs) before ETIMEDOUT. */
-  dataRetries: number;
-  delayedAck: number;
-  /** Maximum segment lifetime; TIME-WAIT lasts 2 MSL. */
-  msl: number;
-  keepaliveIdle: number;
-  keepaliveInterval: number;
-  keepaliveProbes: number;
-  /** How long FIN-WAIT-2 waits for the peer's FIN after close(). */
-  finWait2Timeout: number;
-}
-
-export const DEFAULT_TCP_CONFIG: TcpConfig = {
-  receiveBuffer: 4 << 20,
-  sendBuffer: 1 << 20,
-  minRto: 200,
-  maxRto: 60_000,
-  synRetries: 6,
-  dataRetries: 15,
-  delayedAck: 40,
-  msl: 30_000,
-  keepaliveIdle: 7_200_000,
-  keepaliveInterval: 75_000,
-  keepaliveProbes: 9,
-  finWait2Timeout: 60_000,
-};
-
-/** What a connection needs from its stack. */
-export interface TcpHost {
-  now(): number;
-  /** Sends a segment from this connection (the stack adds addresses and the IP header). */
-  transmit(conn: TcpConnection, seg: Omit<TcpSegment, 'srcPort' | 'dstPort' | 'urgent'>): void;
-  /** The connection reached CLOSED: forget it. */
-  release(conn: TcpConnection): void;
-  /** A passively opened connection became ESTABLISHED. */
-  established(conn: TcpConnection): void;
-  /** Deadlines may have moved earlier. */
-  wake(): void;
-}
-
-export type TcpEvents = {
-  connect: [];
-  data: [Uint8Array];
-  end: [];
-  drain: [];
-  error: [SocketError];
-  close: [hadError: boolean];
-};
-
-const MAX_WSCALE = 14; // RFC 7323 §2.3
-const MAX_SACK_BLOCKS = 4;
-
-type Timer = 'rto' | 'delack' | 'persist' | 'keepalive' | 'close';
-
-export class TcpConnection extends Emitter<TcpEvents> {
-  state: TcpState;
-  readonly passive: boolean;
-
-  // Send sequence space (RFC 9293 §3.3.1).
-  iss: number;
-  sndUna: number;
-  sndNxt: number;
-  /** Highest sequence number sent + 1 (SND.NXT moves back on a timeout; this does not). */
-  sndMax: number;
-  sndWnd = 0;
-  private sndWl1 = 0;
-  private sndWl2 = 0;
-  private sndWScale = 0;
-  private maxSndWnd = 0;
-  /** The effective send MSS. */
-  mss: number;
-  private readonly sendBuf = new SendBuffer();
-  /** Sequence number of sendBuf's first byte. */
-  private bufSeq: number;
-  private finQueued = false;
-  private finSeq: number | null = null;
-
-  // Receive sequence space.
-  irs = 0;
-  rcvNxt = 0;
-  private rcvWScale = 0;
-  private rcvAdvRight = 0;
-  private readonly reasm = new Reassembly();
-  private readonly recvQueue: Uint8Array[] = [];
-  private recvBuffered = 0;
-  private paused = false;
-  private finReceived = false;
-  private endEmitted = false;
-  private bytesUnacked = 0;
-
-  // Options.
-  private sackOk = false;
-  private wsOk = false;
-  private readonly localMss: number;
-
-  // Retransmission, congestion.
-  readonly rtoEst: RtoEstimator;
-  private rttSeq: number | null = null;
-  private rttTime = 0;
-  private retries = 0;
-  readonly cc: NewReno;
-  private dupAcks = 0;
-  private inRecovery = false;
-  private recover = 0;
-  private highRxt = 0;
-  private readonly board = new Scoreboard();
-  private persistBackoff = 0;
-  private keepaliveOn = false;
-  private keepaliveSent = 0;
-  private lastRecv = 0;
-  private appClosed = false;
-
-  readonly timers: Record<Timer, number | null> = { rto: null, delack: null, persist: null, keepalive: null, close: null };
-  noDelay = false;
-
-  readonly stats = { segmentsIn: 0, segmentsOut: 0, retransmits: 0, bytesIn: 0, bytesOut: 0, fastRetransmits: 0, timeouts: 0 };
-
-  private depth = 0;
-  private readonly pending: (() => void)[] = [];
-  private error: SocketError | null = null;
-
-  constructor(
-    private readonly host: TcpHost,
-    readonly config: TcpConfig,
-    readonly localAddress: Uint8Array,
-    readonly localPort: number,
-    readonly remoteAddress: Uint8Array,
-    readonly remotePort: number,
-    iss: number,
-    /** Our MSS: the tunnel MTU minus IP and TCP headers. */
-    localMss: number,
-    passive: boolean,
-  ) {
-    super();
-    this.passive = passive;
-    this.state = passive ? 'SYN-RECEIVED' : 'SYN-SENT';
-    this.iss = iss;
-    this.sndUna = iss;
-    this.sndNxt = iss;
-    this.sndMax = iss;
-    this.bufSeq = seqAdd(iss, 1);
-    this.localMss = localMss;
-    this.mss = Math.min(localMss, 536); // RFC 9293 §3.7.1 default until the peer's SYN says more
-    this.rtoEst = new RtoEstimator(config.minRto, config.maxRto);
-    this.cc = new NewReno(this.mss);
-    while (this.rcvWScale < MAX_WSCALE && config.receiveBuffer >> this.rcvWScale > 0xffff) this.rcvWScale++;
-    this.lastRecv = host.now();
-  }
-
-  override toString(): string {
-    return `tcp(${this.localPort}→${this.remotePort})`;
-  }
-
-  // ---------------------------------------------------------------- event plumbing
-
-  private queue(fn: () => void): void {
-    this.pending.push(fn);
-  }
-
-  /** Runs `fn` as one step of the state machine, then emits the events it queued. */
-  private step(fn: () => void): void {
-    this.depth++;
-    try {
-      fn();
-    } finally {
-      this.depth--;
-    }
-    if (this.depth === 0) {
-      while (this.pending.length > 0) this.pending.shift()!();
-      this.host.wake();
-    }
-  }
-
+export class TcpConnection extends TcpBase {
   // ---------------------------------------------------------------- opening
 
   /** Active open (§3.10.1): send SYN. */
@@ -241,33 +47,6 @@ export class TcpConnection extends Emitter<TcpEvents> {
       this.sendSyn(true);
       this.armRto();
     });
-  }
-
-  private takeSynOptions(syn: TcpSegment): void {
-    const o = syn.options;
-    this.mss = Math.max(64, Math.min(this.localMss, o.mss ?? 536));
-    this.cc.setMss(this.mss);
-    if (o.windowScale !== undefined) {
-      this.wsOk = true;
-      this.sndWScale = Math.min(MAX_WSCALE, o.windowScale);
-    } else {
-      this.rcvWScale = 0;
-    }
-    this.sackOk = o.sackPermitted === true;
-  }
-
-  private sendSyn(ack: boolean): void {
-    const options: TcpOptions = { mss: this.localMss, sackPermitted: true, windowScale: this.rcvWScale };
-    if (ack) {
-      // Only echo options the peer offered (RFC 7323 §2.2, RFC 2018 §2).
-      if (!this.wsOk) delete options.windowScale;
-      if (!this.sackOk) delete options.sackPermitted;
-    }
-    const wnd = Math.min(0xffff, this.receiveSpace());
-    this.rcvAdvRight = seqAdd(this.rcvNxt, wnd);
-    this.emitSegment(this.iss, SYN | (ack ? ACK : 0), wnd, options, undefined);
-    if (seqGt(seqAdd(this.iss, 1), this.sndNxt)) this.sndNxt = seqAdd(this.iss, 1);
-    if (seqGt(this.sndNxt, this.sndMax)) this.sndMax = this.sndNxt;
   }
 
   // ---------------------------------------------------------------- application API
@@ -346,74 +125,6 @@ export class TcpConnection extends Emitter<TcpEvents> {
     this.timers.keepalive = on && this.state === 'ESTABLISHED' ? this.host.now() + this.config.keepaliveIdle : null;
     this.host.wake();
   }
-
-  // ---------------------------------------------------------------- helpers
-
-  private isSynchronized(): boolean {
-    return this.state !== 'SYN-SENT' && this.state !== 'SYN-RECEIVED' && this.state !== 'CLOSED';
-  }
-
-  private setState(s: TcpState): void {
-    this.state = s;
-  }
-
-  private receiveSpace(): number {
-    return Math.max(0, this.config.receiveBuffer - this.recvBuffered - this.reasm.bytes);
-  }
-
-  /** The window field to advertise now, never shrinking the right edge (RFC 9293 §3.8.6.2.2). */
-  private windowField(): number {
-    let wnd = this.receiveSpace();
-    // Receiver SWS avoidance: don't open the window by less than min(MSS, buffer/2).
-    const cur = Math.max(0, seqSub(this.rcvAdvRight, this.rcvNxt));
-    if (wnd > cur && wnd - cur < Math.min(this.mss, this.config.receiveBuffer >> 1)) wnd = cur;
-    if (wnd < cur) wnd = cur;
-    const field = Math.min(0xffff, wnd >>> this.rcvWScale);
-    const right = seqAdd(this.rcvNxt, field << this.rcvWScale);
-    if (seqGt(right, this.rcvAdvRight)) this.rcvAdvRight = right;
-    return field;
-  }
-
-  private emitSegment(seq: number, flags: number, window: number, options: TcpOptions | undefined, payload: Uint8Array | undefined): void {
-    const ack = flags & ACK ? this.rcvNxt : 0;
-    this.stats.segmentsOut++;
-    this.host.transmit(this, { seq, ack, flags, window, options: options ?? {}, payload: payload ?? EMPTY });
-    if (flags & ACK) {
-      this.timers.delack = null;
-      this.bytesUnacked = 0;
-    }
-  }
-
-  /** An ACK now, with SACK blocks when out-of-order data is held. */
-  private sendAck(): void {
-    const options: TcpOptions = {};
-    if (this.sackOk && !this.reasm.empty) options.sack = this.reasm.sackBlocks(MAX_SACK_BLOCKS);
-    this.emitSegment(this.sndNxt, ACK, this.windowField(), options, undefined);
-  }
-
-  private armRto(): void {
-    if (this.timers.rto === null) this.timers.rto = this.host.now() + this.rtoEst.rto;
-  }
-
-  private restartRto(): void {
-    this.timers.rto = this.host.now() + this.rtoEst.rto;
-  }
-
-  /** Moves to CLOSED, reporting `err` (if any) to the application. */
-  private terminate(err: SocketError | null): void {
-    if (this.state === 'CLOSED') return;
-    this.setState('CLOSED');
-    for (const t of Object.keys(this.timers) as Timer[]) this.timers[t] = null;
-    this.sendBuf.clear();
-    this.reasm.clear();
-    this.host.release(this);
-    if (err) {
-      this.error = err;
-      this.queue(() => this.emit('error', err));
-    }
-    this.queue(() => this.emit('close', err !== null));
-  }
-
   // ---------------------------------------------------------------- segment arrival (§3.10.7)
 
   input(seg: TcpSegment): void {
@@ -447,7 +158,7 @@ export class TcpConnection extends Emitter<TcpEvents> {
     this.takeSynOptions(seg);
     if (ackOk) {
       this.sndUna = seg.ack;
-      this.board.clear();
+      this.rec.board.clear();
       this.timers.rto = null;
       this.sampleRtt(seg.ack);
       this.retries = 0;
@@ -491,7 +202,9 @@ export class TcpConnection extends Emitter<TcpEvents> {
       if (f & RST) return;
       if (wnd === 0 && off === 0 && f & ACK) this.processAck(seg);
       if (this.state === 'CLOSED') return;
-      this.sendAck();
+      // Old data again: report it as a duplicate (DSACK, RFC 2883) so the sender learns of reordering.
+      const dup = payload.length > 0 && off < 0 && off + payload.length <= 0;
+      this.sendAck(dup ? { left: seq, right: seqAdd(seq, payload.length) } : undefined);
       return;
     }
     // Trim to the window: drop what we already have, then what is beyond the right edge.
@@ -587,13 +300,12 @@ export class TcpConnection extends Emitter<TcpEvents> {
       this.sendAck();
       return;
     }
-    if (this.sackOk && seg.options.sack) {
-      for (const b of seg.options.sack) this.board.add(b.left, b.right, ack, this.sndMax);
-    }
+    if (this.sackOk && seg.options.sack) this.rec.onSack(seg.options.sack, ack, this.sndMax);
     const flight = seqSub(this.sndMax, this.sndUna);
     if (seqGt(ack, this.sndUna)) {
       const acked = seqSub(ack, this.sndUna);
       this.sndUna = ack;
+      this.lastProgress = this.host.now();
       if (seqLt(this.sndNxt, ack)) this.sndNxt = ack;
       const dataEnd = seqAdd(this.bufSeq, this.sendBuf.length);
       const upTo = seqLt(ack, dataEnd) ? ack : dataEnd;
@@ -603,25 +315,18 @@ export class TcpConnection extends Emitter<TcpEvents> {
         this.bufSeq = seqAdd(this.bufSeq, dataAcked);
         this.stats.bytesOut += dataAcked;
       }
-      this.board.advance(ack);
       this.sampleRtt(ack);
       this.retries = 0;
       this.rtoEst.resetBackoff();
-      this.dupAcks = 0;
-      if (this.inRecovery) {
-        if (!seqLt(ack, this.recover)) {
-          this.inRecovery = false;
-          this.cc.exitRecovery(seqSub(this.sndMax, ack));
-        } else {
-          // Partial ACK (RFC 6582 §3.2 step 3): retransmit the next hole at once.
-          this.cc.onPartialAck(acked);
-          this.retransmitNext();
-        }
+      if (this.rec.onNewAck(ack, acked, this.sndMax) === 'partial') this.retransmitNext();
+      if (this.sndUna === this.sndMax) {
+        this.timers.rto = null;
+        this.timers.tlp = null;
       } else {
-        this.cc.onAck(acked);
+        this.restartRto();
+        this.tlpSent = false;
+        this.armTlp(true);
       }
-      if (this.sndUna === this.sndMax) this.timers.rto = null;
-      else this.restartRto();
       this.updateWindow(seg, false);
       if (this.sendBuf.length < this.config.sendBuffer && this.sendBuf.length + dataAcked >= this.config.sendBuffer) {
         this.queue(() => this.emit('drain'));
@@ -631,47 +336,73 @@ export class TcpConnection extends Emitter<TcpEvents> {
       const windowChanged = this.updateWindow(seg, false);
       // Duplicate ACK (RFC 5681 §2): no data, no window change, data outstanding.
       if (ack === this.sndUna && seg.payload.length === 0 && !(seg.flags & (SYN | FIN)) && !windowChanged && flight > 0) {
-        this.onDupAck(flight);
+        const stalled = this.host.now() - this.lastProgress;
+        if (this.rec.onDupAck(flight, this.sndUna, this.sndMax, this.mss, stalled, this.rtoEst.srtt)) {
+          this.stats.fastRetransmits++;
+          this.timers.tlp = null;
+          this.retransmitNext(); // fast retransmit (RFC 5681 §3.2 step 2), whatever the window
+        } else if (!this.rec.inRecovery && this.rec.board.sacked > 0) {
+          // Not enough duplicates yet: RACK's reorder timer decides by time instead.
+          const w = this.rec.reorderWindow(this.rtoEst.srtt);
+          if (w !== null) {
+            const at = this.lastProgress + w + 1;
+            if (this.timers.tlp === null || at < this.timers.tlp) this.timers.tlp = at;
+          }
+        }
       }
     }
   }
 
-  private onDupAck(flight: number): void {
-    this.dupAcks++;
-    if (this.inRecovery) {
-      this.cc.onDupAckInRecovery();
-      if (this.sackOk) this.retransmitNext();
+  /** Resends the next hole recovery picks (RFC 6675 NextSeg rule 1), if any. */
+  private retransmitNext(): boolean {
+    const now = this.host.now();
+    const h = this.rec.nextHole(this.sndUna, this.sndMax, this.mss, now, this.rtoEst.srtt);
+    if (!h) return false;
+    this.retransmit(h.seq, h.len);
+    this.rec.resent(h.seq, h.len, now);
+    // In recovery the probe timer doubles as RACK's reorder timer for lost retransmissions.
+    const d = this.rec.lostRetransmitDeadline(this.rtoEst.srtt);
+    if (d !== null && (this.timers.rto === null || d < this.timers.rto)) this.timers.tlp = d;
+    return true;
+  }
+
+  /** Arms the tail loss probe (RFC 8985 §7.2): PTO = 2 SRTT (at least 10 ms), before the RTO. */
+  private armTlp(restart: boolean): void {
+    if (this.rec.inRecovery || this.tlpSent || this.rtoEst.srtt === null) return;
+    if (this.timers.tlp !== null && !restart) return;
+    const pto = Math.max(2 * this.rtoEst.srtt, 10);
+    const at = this.host.now() + pto;
+    if (this.timers.rto !== null && at >= this.timers.rto) return;
+    this.timers.tlp = at;
+  }
+
+  /** The probe: new data if the windows allow, else the last segment again (RFC 8985 §7.3). */
+  private onTlp(): void {
+    if (this.sndUna === this.sndMax || !this.isSynchronized()) return;
+    if (this.rec.inRecovery) {
+      // Reorder timeout in recovery: what was resent and is still missing was lost again.
+      this.rec.rescan(this.sndUna);
+      this.retransmitNext();
+      this.output();
       return;
     }
-    const sackLoss = this.sackOk && this.board.sacked >= 3 * this.mss;
-    if (this.dupAcks === 3 || (sackLoss && this.dupAcks < 3)) {
-      // Fast retransmit (RFC 5681 §3.2), unless this loss was already handled (RFC 6582 §3.2 step 1).
-      if (!seqGt(this.sndUna, this.recover) && this.recover !== 0 && seqLt(this.sndUna, this.recover)) return;
-      this.inRecovery = true;
-      this.recover = this.sndMax;
-      this.highRxt = this.sndUna;
-      this.cc.enterRecovery(flight);
+    if (this.rec.timeLoss(this.host.now() - this.lastProgress, this.rtoEst.srtt)) {
+      // The reorder timer: the hole at SND.UNA is lost. Enter recovery and resend it.
+      this.rec.enter(seqSub(this.sndMax, this.sndUna), this.sndUna, this.sndMax);
       this.stats.fastRetransmits++;
       this.retransmitNext();
+      this.output();
+      return;
     }
-  }
-
-  /** Retransmits one segment: the next un-SACKed hole from SND.UNA (or past the last one resent). */
-  private retransmitNext(): void {
-    let from = seqLt(this.highRxt, this.sndUna) ? this.sndUna : this.highRxt;
-    let len = this.mss;
-    if (this.sackOk && this.board.ranges.length > 0) {
-      const hole = this.board.nextHole(from, this.mss);
-      if (!hole) {
-        if (from !== this.sndUna) return;
-      } else {
-        from = hole.seq;
-        len = hole.len;
-      }
+    this.tlpSent = true;
+    const before = this.sndNxt;
+    this.output(1);
+    if (this.sndNxt === before) {
+      const len = Math.min(this.mss, seqSub(this.sndMax, this.sndUna));
+      const seq = seqAdd(this.sndMax, -len);
+      if (this.finSeq !== null && this.sndMax === seqAdd(this.finSeq, 1)) this.retransmit(this.finSeq, 0);
+      else this.retransmit(seq, len);
     }
-    if (!seqLt(from, this.sndMax)) return;
-    this.retransmit(from, len);
-    this.highRxt = seqAdd(from, Math.max(1, Math.min(len, seqSub(this.sndMax, from))));
   }
 
   /** Resends up to `len` bytes (or the FIN) at `seq`. */
@@ -796,21 +527,34 @@ export class TcpConnection extends Emitter<TcpEvents> {
 
   // ---------------------------------------------------------------- output
 
-  /** Sends what the windows, Nagle and the state allow. */
-  private output(): void {
+  /**
+   * Sends what the windows, Nagle and the state allow: in recovery, holes first (RFC 6675 §5
+   * step 4), then new data. `limit` bounds the number of new segments (the tail loss probe sends one).
+   */
+  protected output(limit = Infinity): void {
     const s = this.state;
     if (s !== 'ESTABLISHED' && s !== 'CLOSE-WAIT' && s !== 'FIN-WAIT-1' && s !== 'CLOSING' && s !== 'LAST-ACK') return;
     const now = this.host.now();
-    for (;;) {
-      const inFlight = seqSub(this.sndNxt, this.sndUna);
-      const wnd = Math.min(this.cc.cwnd, this.sndWnd);
+    const rec = this.rec;
+    for (let sent = 0; sent < limit; ) {
+      const inFlight = rec.inRecovery && this.sackOk ? rec.pipe(this.sndUna, this.sndNxt) : seqSub(this.sndNxt, this.sndUna);
+      const canCwnd = this.cc.cwnd - inFlight;
+      if (rec.inRecovery && canCwnd >= this.mss && this.retransmitNext()) continue;
+      if (this.sackOk && seqLt(this.sndNxt, this.sndMax)) {
+        const skip = rec.skipSacked(this.sndNxt);
+        if (skip !== null) {
+          this.sndNxt = skip;
+          continue;
+        }
+      }
       const off = seqSub(this.sndNxt, this.bufSeq);
       const unsent = this.sendBuf.length - Math.max(0, off);
       if (unsent > 0 && off >= 0) {
-        const can = wnd - inFlight;
+        const canRwnd = this.sndWnd - seqSub(this.sndNxt, this.sndUna);
+        const can = Math.min(canCwnd, canRwnd);
         let len = Math.min(unsent, this.mss, can);
         if (len <= 0) {
-          if (this.sndWnd === 0 && inFlight === 0) this.armPersist(now);
+          if (this.sndWnd === 0 && seqSub(this.sndNxt, this.sndUna) === 0) this.armPersist(now);
           break;
         }
         if (len < this.mss && len < unsent) {
@@ -836,10 +580,13 @@ export class TcpConnection extends Emitter<TcpEvents> {
           this.rttSeq = end;
           this.rttTime = now;
         }
+        if (this.sndUna === this.sndMax) this.lastProgress = now;
         this.emitSegment(this.sndNxt, flags, this.windowField(), undefined, payload);
         this.sndNxt = flags & FIN ? seqAdd(end, 1) : end;
         if (seqGt(this.sndNxt, this.sndMax)) this.sndMax = this.sndNxt;
         this.armRto();
+        this.armTlp(false);
+        sent++;
         continue;
       }
       // All data sent: the FIN, if queued and not yet sent at this position.
@@ -883,7 +630,11 @@ export class TcpConnection extends Emitter<TcpEvents> {
       }
       if (t.rto !== null && t.rto <= now) {
         t.rto = null;
+        t.tlp = null;
         this.onRto();
+      } else if (t.tlp !== null && t.tlp <= now) {
+        t.tlp = null;
+        this.onTlp();
       }
       if (this.state === 'CLOSED') return;
       if (t.persist !== null && t.persist <= now) {
@@ -926,11 +677,8 @@ export class TcpConnection extends Emitter<TcpEvents> {
       return;
     }
     // RFC 6298 §5.4-5.7 and RFC 5681 §3.1: back off, shrink to one segment, go back to SND.UNA.
-    this.cc.onTimeout(seqSub(this.sndMax, this.sndUna));
-    this.inRecovery = false;
-    this.recover = this.sndMax;
-    this.dupAcks = 0;
-    this.board.clear();
+    this.rec.onTimeout(seqSub(this.sndMax, this.sndUna), this.sndMax);
+    this.tlpSent = false;
     this.rtoEst.backoff();
     this.sndNxt = this.sndUna;
     if (this.finSeq !== null && !seqGt(this.sndUna, this.finSeq) && this.sendBuf.length === 0) {
@@ -955,4 +703,3 @@ export class TcpConnection extends Emitter<TcpEvents> {
   }
 }
 
-const EMPTY = new Uint8Array(0);
