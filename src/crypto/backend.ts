@@ -23,8 +23,27 @@ export interface CryptoBackend {
 /** Randomness is injected everywhere; this is the signature. */
 export type RandomSource = (n: number) => Uint8Array;
 
-/** The platform CSPRNG (Web Crypto's getRandomValues, present in browsers, workers and Node 20). */
+const POOL_SIZE = 4096;
+let pool = new Uint8Array(0);
+let poolOff = 0;
+
+/**
+ * The platform CSPRNG (Web Crypto's getRandomValues, present in browsers, workers and Node 20).
+ * Small requests (timer jitter, indices, nonces) are served from a pooled block so the hot path
+ * does not make a system call each time; every byte is still used once.
+ */
 export const cryptoRandom: RandomSource = (n) => {
+  if (n <= 64) {
+    if (poolOff + n > pool.length) {
+      pool = new Uint8Array(POOL_SIZE);
+      globalThis.crypto.getRandomValues(pool);
+      poolOff = 0;
+    }
+    const out = pool.slice(poolOff, poolOff + n);
+    pool.fill(0, poolOff, poolOff + n);
+    poolOff += n;
+    return out;
+  }
   const out = new Uint8Array(n);
   // getRandomValues is limited to 65536 bytes per call.
   for (let o = 0; o < n; o += 65536) globalThis.crypto.getRandomValues(out.subarray(o, Math.min(n, o + 65536)));

@@ -269,7 +269,11 @@ export class Stack {
   }
 
   private transmitTcp(c: TcpConnection, seg: Omit<TcpSegment, 'srcPort' | 'dstPort' | 'urgent'>): void {
-    this.send(buildTcpPacket({ ...seg, srcPort: c.localPort, dstPort: c.remotePort, urgent: 0 }, c.localAddress, c.remoteAddress));
+    const fields = seg as TcpSegment;
+    fields.srcPort = c.localPort;
+    fields.dstPort = c.remotePort;
+    fields.urgent = 0;
+    this.send(buildTcpPacket(fields, c.localAddress, c.remoteAddress));
   }
 
   /** RFC 6528: ISN = M + F(4-tuple, secret), M a 4 µs clock, F a keyed hash. */

@@ -12,7 +12,7 @@ import { tcpDuplex } from './duplex.ts';
 
 export class StackRuntime implements TunnelNet {
   readonly stack: Stack;
-  private timer: NodeJS.Timeout | null = null;
+  private timer: NodeJS.Timeout | NodeJS.Immediate | null = null;
   private timerAt = Infinity;
   private stopped = false;
 
@@ -30,16 +30,26 @@ export class StackRuntime implements TunnelNet {
     if (this.stopped) return;
     const at = this.stack.nextDeadline() ?? Infinity;
     if (at >= this.timerAt && this.timer) return;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
+    this.cancel();
     this.timerAt = at;
     if (at === Infinity) return;
-    this.timer = setTimeout(() => {
+    const delay = Math.ceil(at - performance.now());
+    const fire = () => {
       this.timer = null;
       this.timerAt = Infinity;
       this.stack.tick();
       this.reschedule();
-    }, Math.max(0, Math.ceil(at - performance.now())));
+    };
+    // Due now (e.g. an ACK owed for a burst): run after this batch of I/O, not 1 ms later.
+    if (delay <= 0) this.timer = setImmediate(fire);
+    else this.timer = setTimeout(fire, delay);
+  }
+
+  private cancel(): void {
+    if (this.timer === null) return;
+    if ('hasRef' in this.timer && typeof (this.timer as NodeJS.Timeout).refresh === 'function') clearTimeout(this.timer as NodeJS.Timeout);
+    else clearImmediate(this.timer as NodeJS.Immediate);
+    this.timer = null;
   }
 
   connect(address: Uint8Array, port: number, opts: { signal?: AbortSignal } = {}): Promise<Duplex> {
@@ -78,8 +88,7 @@ export class StackRuntime implements TunnelNet {
 
   stop(): void {
     this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
+    this.cancel();
     this.stack.close();
   }
 }

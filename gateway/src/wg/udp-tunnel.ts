@@ -14,6 +14,8 @@ import type { WgError } from '../../../src/wg/errors.ts';
 import { PierceError } from '../../../src/errors.ts';
 import { nodeBackend } from '../crypto/node-backend.ts';
 
+const UDP_SOCKET_BUFFER = 4 << 20;
+
 export interface UdpEndpoint extends Endpoint {
   readonly key: string;
   readonly ip: string;
@@ -87,11 +89,14 @@ export class UdpTunnel {
   }
 
   private async bind(port: number): Promise<void> {
-    const s4 = createSocket({ type: 'udp4' });
+    // Large socket buffers absorb the bursts a fast sender makes (the kernel caps them at
+    // net.core.rmem_max / wmem_max).
+    const bufs = { recvBufferSize: UDP_SOCKET_BUFFER, sendBufferSize: UDP_SOCKET_BUFFER };
+    const s4 = createSocket({ type: 'udp4', ...bufs });
     await bindSocket(s4, port, '0.0.0.0');
     this.sock4 = s4;
     this.port = s4.address().port;
-    const s6 = createSocket({ type: 'udp6', ipv6Only: true });
+    const s6 = createSocket({ type: 'udp6', ipv6Only: true, ...bufs });
     try {
       await bindSocket(s6, this.port, '::');
       this.sock6 = s6;

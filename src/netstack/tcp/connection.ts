@@ -471,8 +471,12 @@ export class TcpConnection extends TcpBase {
       this.bytesUnacked += payload.length;
       this.deliver();
       // ACK at once for a FIN, a filled hole, or two full segments (RFC 1122 §4.2.3.2; RFC 5681 §4.2).
-      if (this.finReceived || hadHoles || this.bytesUnacked >= 2 * this.mss) this.sendAck();
-      else if (this.timers.delack === null) this.timers.delack = this.host.now() + this.config.delayedAck;
+      if (this.finReceived || hadHoles) this.sendAck();
+      else if (this.bytesUnacked >= 2 * this.mss) {
+        // Due now, but sent once the segments that arrived together are all in: a burst gets one
+        // (stretch) ACK, as with Linux's GRO, instead of one per two segments.
+        this.timers.delack = this.host.now();
+      } else if (this.timers.delack === null) this.timers.delack = this.host.now() + this.config.delayedAck;
     } else {
       // Out of order: keep it and send a duplicate ACK with SACK at once (RFC 5681 §4.2).
       if (payload.length > 0) this.reasm.insert(seq, payload, this.rcvNxt);
