@@ -224,7 +224,9 @@ describe('netstack loss lab control (no pierce): wireguard-go <-> wireguard-go',
       expect(d.dropped, why).toBeGreaterThan(0);
       expect(d.delayed, why).toBeGreaterThan(0);
       expect(d.duplicated, why).toBeGreaterThan(0);
-      expect(d.out, why).toBe(d.in - d.dropped + d.duplicated);
+      // Every packet in is dropped, sent, or (delayed) still pending when the counters are read.
+      expect(d.out, why).toBeLessThanOrEqual(d.in - d.dropped + d.duplicated);
+      expect(d.out + s.pending, why).toBeGreaterThanOrEqual(d.in - d.dropped + d.duplicated);
     }
   }, 60_000);
 
