@@ -200,6 +200,28 @@ describe('pierce wg <-> wireguard-go', () => {
     }, TEST_TIMEOUT);
   });
 
+  // ---- Cookies: pierce under load answers with cookie replies, wireguard-go retries with mac2 ----
+
+  it('under load, pierce sends cookie replies; wireguard-go retries with a valid mac2 and the handshake completes', async () => {
+    const wgKeys = await genKeyPair();
+    const conf = pierceConfig({ publicKey: wgKeys.publicKey }, PIERCE_PORT);
+    const up = pierce(A, ['wg', 'up', '--config', conf, '--under-load', '--verbose']);
+    await up.waitForLine(/listening on udp port (\d+)/, 15_000);
+    const wg = await startWireguardGo({
+      ns: B,
+      privateKey: wgKeys.privateKey,
+      listenPort: WG_PORT,
+      addresses: WG_ADDRESSES,
+      peers: [pierceAsPeer({ endpointToPierce: `${pair.a.ipv4}:${PIERCE_PORT}` })],
+    });
+    // The first initiation gets a cookie reply; wireguard-go's retry (Rekey-Timeout, 5 s) carries mac2.
+    const r = await ping(B, P4, { count: 12, intervalS: 1, timeoutS: 2 });
+    expect(r.received, `${r.output}\n${up.output()}`).toBeGreaterThan(0);
+    expect(up.output()).toMatch(/under load: answered with a cookie reply/);
+    expect((await wg.peer(pk.publicKey))?.latestHandshake).toBeGreaterThan(0);
+    await stopPierce(up, 'SIGINT');
+  }, TEST_TIMEOUT);
+
   // ---- Re-handshakes keep traffic flowing ----------------------------------------------------
 
   it('forced re-handshakes (SIGUSR1 to pierce; peer removed and re-added on wireguard-go) keep a ping flowing', async () => {

@@ -24,6 +24,7 @@ export async function wgUp(argv: string[], io: Io): Promise<number> {
       forward: { type: 'string', multiple: true },
       socks5: { type: 'string' },
       listen: { type: 'string', multiple: true },
+      'under-load': { type: 'boolean' },
     },
     strict: true,
   });
@@ -50,6 +51,8 @@ export async function wgUp(argv: string[], io: Io): Promise<number> {
       else log('warn', `handshake with ${e.peer} did not complete; giving up until there is traffic`);
     },
   });
+  // Demand cookies (mac2) from every handshake, as WireGuard does when flooded (paper §5.3).
+  if (values['under-load']) tunnel.device.forceUnderLoad = true;
   await tunnel.start();
   const addrs = cfg.interface.addresses.map(formatPrefix).join(', ') || 'none';
   log('info', `interface up: public key ${tunnel.device.publicKey.toBase64()}, addresses ${addrs}, ${cfg.peers.length} peer(s), listening on udp port ${tunnel.port}`);

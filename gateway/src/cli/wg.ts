@@ -12,14 +12,16 @@ export const WG_USAGE = `Usage: pierce wg <command>
   genkey                        print a new private key (base64)
   pubkey                        read a private key on stdin, print its public key
   genpsk                        print a new preshared key
-  up --config FILE [--listen-port N] [--verbose]
+  up --config FILE [--listen-port N] [--verbose] [--under-load]
      [--forward [BIND:]LPORT=IP:PORT]... [--socks5 [BIND:]PORT] [--listen PORT=HOST:PORT]...
                                 run the tunnel in the foreground with Pierce's own TCP/IP stack
                                 on its addresses (ICMP echo, TCP, UDP). --forward: a local TCP
                                 listener (default bind 127.0.0.1) carried through the tunnel to
                                 IP:PORT; --socks5: a SOCKS5 CONNECT proxy into the tunnel;
                                 --listen: tunnel TCP port PORT on our address carried to the
-                                local HOST:PORT. SIGUSR1 forces a new handshake; SIGINT/SIGTERM stop
+                                local HOST:PORT. --under-load answers every handshake without a
+                                valid cookie with a cookie reply (WireGuard's DoS defence, always
+                                on). SIGUSR1 forces a new handshake; SIGINT/SIGTERM stop
   ping --config FILE [--count N] [--interval MS] [--timeout S] [--listen-port N] [--json] DEST_IP
                                 handshake, then send N ICMP echo requests to DEST_IP through the
                                 tunnel; exit 0 when every echo was answered, 1 otherwise
