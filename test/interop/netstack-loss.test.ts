@@ -157,7 +157,7 @@ describe.each([
     const p = await start();
     const dst = tempPath(`loss-${dir}.bin`);
     const t0 = Date.now();
-    const res = await scp({ ...p.via, timeoutMs: 100_000 }, dir, dir === 'upload' ? file.path : dst, dir === 'upload' ? dst : file.path);
+    const res = await scp({ ...p.via, timeoutMs: 170_000 }, dir, dir === 'upload' ? file.path : dst, dir === 'upload' ? dst : file.path);
     const ms = Date.now() - t0;
     const damage = await p.damage(false);
     const why = `scp ${dir} exit ${res.code} after ${ms} ms (${fileSize(dst)} of ${FILE_SIZE} bytes arrived): ${res.stdout}${res.stderr}\n${damage}\n${p.why()}`;
@@ -166,7 +166,7 @@ describe.each([
     console.log(`[${KIND}] ${variant}: scp ${dir} 32 MiB in ${ms} ms (${mbit(FILE_SIZE, ms)} Mbit/s); ${damage}`);
     await p.damage(true); // the path really was bad
     rmSync(dst, { force: true });
-  }, 120_000);
+  }, 200_000);
 });
 
 describe('netstack loss lab control (no pierce): wireguard-go <-> wireguard-go', () => {

@@ -625,7 +625,7 @@ export class TcpConnection extends TcpBase {
       const t = this.timers;
       if (t.close !== null && t.close <= now) {
         t.close = null;
-        this.terminate(this.state === 'FIN-WAIT-2' ? null : null);
+        this.terminate(null); // TIME-WAIT over, or FIN-WAIT-2 gave up on the peer's FIN after close()
         return;
       }
       if (t.delack !== null && t.delack <= now) {
