@@ -10,6 +10,8 @@ import { parseArgs } from 'node:util';
 import { intOption, loadConfig, TUNNEL_OPTIONS } from './wg.ts';
 
 export function makeLogger(io: Io, verbose: boolean): (level: LogLevel, message: string) => void {
+  // PIERCE_VERBOSE=1 turns on debug logs without changing the command line.
+  if (process.env['PIERCE_VERBOSE'] === '1') verbose = true;
   return (level, message) => {
     if (level === 'debug' && !verbose) return;
     io.stderr(`pierce: ${message}\n`);
@@ -35,6 +37,7 @@ export async function wgUp(argv: string[], io: Io): Promise<number> {
 
   // The userspace TCP/IP stack on the interface addresses: ICMP echo, UDP, TCP.
   const net: StackRuntime = new StackRuntime({
+    log,
     addresses: cfg.interface.addresses.map((p) => p.addr),
     output: (packet) => {
       const err = tunnel.send(packet);

@@ -9,6 +9,15 @@ import { formatIP } from '../../../src/netstack/addr.ts';
 import { SocketError } from '../../../src/netstack/errors.ts';
 import type { TunnelNet } from '../proxy/tunnel-net.ts';
 import { tcpDuplex } from './duplex.ts';
+import type { TcpConnection } from '../../../src/netstack/tcp/connection.ts';
+import type { LogLevel } from '../../../src/wg/types.ts';
+
+/** One debug line per finished connection: what the transfer cost. */
+function connectionSummary(c: TcpConnection): string {
+  const s = c.stats;
+  const srtt = c.rtoEst.srtt === null ? '?' : c.rtoEst.srtt.toFixed(1);
+  return `tcp ${formatIP(c.localAddress)}:${c.localPort} <-> ${formatIP(c.remoteAddress)}:${c.remotePort} closed: ${s.bytesOut} B out, ${s.bytesIn} B in, ${s.segmentsOut}/${s.segmentsIn} segments out/in, ${s.retransmits} retransmits (${s.fastRetransmits} recoveries, ${s.timeouts} timeouts, ${c.rec.spuriousRetransmits} spurious), srtt ${srtt} ms, dupthresh ${c.rec.dupThresh}`;
+}
 
 export class StackRuntime implements TunnelNet {
   readonly stack: Stack;
@@ -16,8 +25,16 @@ export class StackRuntime implements TunnelNet {
   private timerAt = Infinity;
   private stopped = false;
 
-  constructor(opts: Omit<StackOptions, 'now' | 'wake'>) {
-    this.stack = new Stack({ ...opts, now: () => performance.now(), wake: () => this.reschedule() });
+  private readonly log: (level: LogLevel, message: string) => void;
+
+  constructor(opts: Omit<StackOptions, 'now' | 'wake'> & { log?: (level: LogLevel, message: string) => void }) {
+    const { log, ...rest } = opts;
+    this.log = log ?? (() => {});
+    this.stack = new Stack({ ...rest, now: () => performance.now(), wake: () => this.reschedule() });
+  }
+
+  private watch(c: TcpConnection): void {
+    c.once('close', () => this.log('debug', connectionSummary(c)));
   }
 
   /** Feeds an inbound IP packet (from the tunnel). */
@@ -62,6 +79,7 @@ export class StackRuntime implements TunnelNet {
         return;
       }
       const conn = c;
+      this.watch(conn);
       const onAbort = () => {
         conn.abort();
         reject(new SocketError('ECONNABORTED', `connection to ${formatIP(address)}:${port} aborted`));
@@ -81,6 +99,7 @@ export class StackRuntime implements TunnelNet {
 
   listen(port: number, onConnection: (socket: Duplex, info: { remoteAddress: string; remotePort: number }) => void): { close(): void } {
     const l = this.stack.listen({ port }, (c) => {
+      this.watch(c);
       onConnection(tcpDuplex(c), { remoteAddress: formatIP(c.remoteAddress), remotePort: c.remotePort });
     });
     return { close: () => l.close() };
