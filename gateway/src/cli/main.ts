@@ -4,6 +4,7 @@
  */
 import { PierceError } from '../../../src/errors.ts';
 import { wgCommand } from './wg.ts';
+import { relayCommand } from './relay.ts';
 
 const VERSION = '0.1.0';
 
@@ -17,6 +18,7 @@ Commands:
   wg genpsk                     print a new preshared key
   wg up --config FILE           run a userspace WireGuard tunnel in the foreground
   wg ping --config FILE DEST    handshake and ping DEST through the tunnel
+  relay --listen ADDR:PORT      run a DERP relay (WebSocket and Upgrade: DERP) with optional STUN
 
 Run \`pierce wg --help\` or \`pierce wg <command> --help\` for details.
 `;
@@ -60,6 +62,8 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
         return 0;
       case 'wg':
         return await wgCommand(rest, io);
+      case 'relay':
+        return await relayCommand(rest, io);
       default:
         throw new UsageError(`unknown command "${cmd}"`);
     }

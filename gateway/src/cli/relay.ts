@@ -1,0 +1,120 @@
+/** `pierce relay`: the DERP relay (WebSocket and Upgrade: DERP), STUN, metrics. */
+import { readFile, writeFile } from 'node:fs/promises';
+import { parseArgs } from 'node:util';
+import { fromHex } from '../../../src/crypto/bytes.ts';
+import { NodePrivate } from '../../../src/key/keys.ts';
+import { PierceError } from '../../../src/errors.ts';
+import { startRelay } from '../relay/server.ts';
+import { startStunServer } from '../stun/server.ts';
+import { UsageError, type Io } from './main.ts';
+import { intOption } from './wg.ts';
+import { makeLogger } from './wg-up.ts';
+
+export const RELAY_USAGE = `Usage: pierce relay --listen ADDR:PORT [options]
+
+Runs a DERP relay (Tailscale DERP v2 framing) for browsers (WebSocket, subprotocol "derp") and
+nodes (GET /derp with Upgrade: DERP). It forwards ciphertext by public key and never sees keys.
+
+  --listen ADDR:PORT        HTTP(S) listen address (e.g. 127.0.0.1:8443, [::]:443)
+  --key FILE                the relay's private key; created (mode 0600) if missing.
+                            Without it a new key is made at every start.
+  --stun ADDR:PORT          also answer STUN binding requests on this UDP address
+  --tls-cert F --tls-key F  serve HTTPS/WSS
+  --mesh-key FILE           a 64-hex-digit key shared by relays of one region (peers that show
+                            it may watch connections and forward packets)
+  --rate BYTES/S --burst BYTES
+                            per-client token bucket on received bytes (0: unlimited)
+  --metrics                 serve Prometheus metrics on /metrics
+  --verbose                 log every connection
+`;
+
+function splitHostPort(s: string, what: string): { host: string; port: number } {
+  const m = /^\[([^\]]+)\]:(\d+)$/.exec(s) ?? /^([^:]+):(\d+)$/.exec(s);
+  if (!m) throw new UsageError(`${what} must be ADDR:PORT or [IPv6]:PORT, got "${s}"`);
+  const port = Number(m[2]);
+  if (port > 65535) throw new UsageError(`${what}: port ${port} is out of range`);
+  return { host: m[1]!, port };
+}
+
+async function loadOrCreateKey(file: string, io: Io): Promise<NodePrivate> {
+  try {
+    return NodePrivate.parse((await readFile(file, 'utf8')).trim());
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') {
+      throw new PierceError('KEY_FILE', `${file}: not a valid private key (${(e as Error).message})`);
+    }
+  }
+  const k = NodePrivate.generate();
+  await writeFile(file, k.toBase64() + '\n', { mode: 0o600, flag: 'wx' });
+  io.stderr(`pierce: created relay key ${file}\n`);
+  return k;
+}
+
+export async function relayCommand(argv: string[], io: Io): Promise<number> {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    io.stdout(RELAY_USAGE);
+    return 0;
+  }
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      listen: { type: 'string' },
+      key: { type: 'string' },
+      stun: { type: 'string' },
+      'tls-cert': { type: 'string' },
+      'tls-key': { type: 'string' },
+      'mesh-key': { type: 'string' },
+      rate: { type: 'string' },
+      burst: { type: 'string' },
+      metrics: { type: 'boolean' },
+      verbose: { type: 'boolean', short: 'v' },
+    },
+    strict: true,
+  });
+  if (!values.listen) throw new UsageError('relay needs --listen ADDR:PORT');
+  const { host, port } = splitHostPort(values.listen, '--listen');
+  if (!!values['tls-cert'] !== !!values['tls-key']) throw new UsageError('--tls-cert and --tls-key go together');
+  const log = makeLogger(io, values.verbose === true);
+  const privateKey = values.key ? await loadOrCreateKey(values.key, io) : NodePrivate.generate();
+  let meshKey: Uint8Array | undefined;
+  if (values['mesh-key']) {
+    const text = (await readFile(values['mesh-key'], 'utf8').catch((e: Error) => {
+      throw new PierceError('MESH_KEY', `cannot read --mesh-key ${values['mesh-key']}: ${e.message}`);
+    })).trim();
+    const k = text.length === 64 ? fromHex(text) : null;
+    if (!k) throw new PierceError('MESH_KEY', `${values['mesh-key']}: a mesh key is 64 hex digits`);
+    meshKey = k;
+  }
+  const rate = intOption('rate', values.rate, 0, 0, 2 ** 40);
+  const burst = intOption('burst', values.burst, rate > 0 ? Math.max(rate, 65_568) : 0, 0, 2 ** 40);
+  const tls = values['tls-cert'] ? { cert: await readFile(values['tls-cert']), key: await readFile(values['tls-key']!) } : undefined;
+
+  const relay = await startRelay({
+    host,
+    port,
+    privateKey,
+    ...(meshKey ? { meshKey } : {}),
+    ...(tls ? { tls } : {}),
+    metrics: values.metrics === true,
+    limits: { rateBytesPerSec: rate, burstBytes: burst },
+    log,
+  });
+  log('info', `relay listening on ${relay.url} (public key ${relay.publicKey.toString()})`);
+  let stun: Awaited<ReturnType<typeof startStunServer>> | null = null;
+  if (values.stun) {
+    const s = splitHostPort(values.stun, '--stun');
+    stun = await startStunServer({ host: s.host, port: s.port, log });
+  }
+  return new Promise<number>((resolve) => {
+    const stop = (sig: string) => {
+      log('info', `${sig}: shutting down`);
+      process.off('SIGINT', onInt);
+      process.off('SIGTERM', onTerm);
+      void Promise.all([relay.close(), stun?.close()]).finally(() => resolve(0));
+    };
+    const onInt = () => stop('SIGINT');
+    const onTerm = () => stop('SIGTERM');
+    process.on('SIGINT', onInt);
+    process.on('SIGTERM', onTerm);
+  });
+}

@@ -1,0 +1,103 @@
+/**
+ * The byte stream a DERP connection runs over, whichever way the client came in: a raw socket
+ * after `GET /derp` with `Upgrade: DERP` (Tailscale's native transport), or a WebSocket with
+ * subprotocol `derp` (browsers). DERP frames are parsed from the stream by length, never by
+ * message: a WebSocket message may hold part of a frame, several frames, or both.
+ */
+import type { Socket } from 'node:net';
+import type { WebSocket } from 'ws';
+
+export interface ByteConn {
+  readonly kind: 'derp' | 'websocket';
+  /** Remote address for logs and rate limits. */
+  readonly remote: string;
+  write(bytes: Uint8Array): void;
+  /** Bytes accepted by write() but not yet handed to the kernel. */
+  bufferedAmount(): number;
+  onData(cb: (chunk: Uint8Array) => void): void;
+  /** Called once, when the connection is gone for any reason. */
+  onClose(cb: () => void): void;
+  /** Called when the write buffer has drained. */
+  onDrain(cb: () => void): void;
+  close(): void;
+}
+
+export function socketConn(sock: Socket, head: Uint8Array): ByteConn {
+  sock.setNoDelay(true);
+  const remote = `${sock.remoteAddress}:${sock.remotePort}`;
+  let closed = false;
+  const closers: (() => void)[] = [];
+  const fireClose = () => {
+    if (closed) return;
+    closed = true;
+    for (const c of closers) c();
+  };
+  sock.on('close', fireClose);
+  sock.on('error', () => sock.destroy());
+  // The HTTP server's sockets allow half-open: a client's FIN ends the DERP connection.
+  sock.on('end', () => sock.destroy());
+  let pendingHead: Uint8Array | null = head.length > 0 ? head : null;
+  return {
+    kind: 'derp',
+    remote,
+    write: (b) => {
+      if (!closed) sock.write(b);
+    },
+    bufferedAmount: () => sock.writableLength,
+    onData: (cb) => {
+      if (pendingHead) {
+        const h = pendingHead;
+        pendingHead = null;
+        queueMicrotask(() => cb(h));
+      }
+      sock.on('data', (d: Buffer) => cb(new Uint8Array(d.buffer, d.byteOffset, d.byteLength)));
+    },
+    onClose: (cb) => void closers.push(cb),
+    onDrain: (cb) => void sock.on('drain', cb),
+    close: () => {
+      sock.end();
+      setTimeout(() => sock.destroy(), 1000).unref();
+    },
+  };
+}
+
+export function websocketConn(ws: WebSocket, remote: string): ByteConn {
+  let closed = false;
+  const closers: (() => void)[] = [];
+  const drainers: (() => void)[] = [];
+  const fireClose = () => {
+    if (closed) return;
+    closed = true;
+    for (const c of closers) c();
+  };
+  ws.on('close', fireClose);
+  ws.on('error', () => ws.terminate());
+  ws.binaryType = 'nodebuffer';
+  return {
+    kind: 'websocket',
+    remote,
+    write: (b) => {
+      if (closed) return;
+      ws.send(b, { binary: true }, () => {
+        if (ws.bufferedAmount === 0) for (const d of drainers) d();
+      });
+    },
+    bufferedAmount: () => ws.bufferedAmount,
+    onData: (cb) =>
+      void ws.on('message', (data: Buffer | Buffer[], isBinary: boolean) => {
+        if (!isBinary) {
+          // DERP over WebSocket is binary only.
+          ws.close(1003, 'binary messages only');
+          return;
+        }
+        const parts = Array.isArray(data) ? data : [data];
+        for (const d of parts) cb(new Uint8Array(d.buffer, d.byteOffset, d.byteLength));
+      }),
+    onClose: (cb) => void closers.push(cb),
+    onDrain: (cb) => void drainers.push(cb),
+    close: () => {
+      ws.close(1000);
+      setTimeout(() => ws.terminate(), 1000).unref();
+    },
+  };
+}

@@ -1,0 +1,199 @@
+/**
+ * pierce relay over real sockets on loopback: two clients exchange packets over each transport
+ * (WebSocket subprotocol `derp`, and Upgrade: DERP), the HTTP endpoints, PeerGone, replacement of
+ * a duplicate key, and misbehaving clients that cost only their own connection.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { connect } from 'node:net';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { NodePrivate, NodePublic } from '../../src/key/keys.ts';
+import { equalBytes } from '../../src/crypto/bytes.ts';
+import { startRelay, type RelayServer } from '../../gateway/src/relay/server.ts';
+import { dialDerp, type DerpConnection, type DerpTransport } from '../../gateway/src/relay/dial.ts';
+import { PeerGoneReason } from '../../src/derp/frames.ts';
+
+const relays: RelayServer[] = [];
+const conns: DerpConnection[] = [];
+afterEach(async () => {
+  for (const c of conns.splice(0)) c.close();
+  for (const r of relays.splice(0)) await r.close();
+});
+
+async function relay(opts: Parameters<typeof startRelay>[0] extends infer O ? Partial<O> : never = {}) {
+  const r = await startRelay({ host: '127.0.0.1', port: 0, ...opts });
+  relays.push(r);
+  return r;
+}
+
+interface Peer {
+  key: NodePrivate;
+  conn: DerpConnection;
+  got: { src: NodePublic; packet: Uint8Array }[];
+  gone: { key: NodePublic; reason: number }[];
+}
+
+async function peer(r: RelayServer, transport: DerpTransport, key = NodePrivate.generate()): Promise<Peer> {
+  const got: Peer['got'] = [];
+  const gone: Peer['gone'] = [];
+  const conn = dialDerp({
+    url: r.url,
+    transport,
+    privateKey: key,
+    serverPublicKey: r.publicKey,
+    events: { packet: (src, p) => got.push({ src, packet: Uint8Array.from(p) }), peerGone: (k, reason) => gone.push({ key: k, reason }) },
+  });
+  conns.push(conn);
+  await conn.ready;
+  return { key, conn, got, gone };
+}
+
+async function until(pred: () => boolean, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!pred()) {
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+describe('pierce relay (DERP v2)', () => {
+  for (const [ta, tb] of [
+    ['websocket', 'websocket'],
+    ['derp', 'derp'],
+    ['websocket', 'derp'],
+  ] as const) {
+    it(`two clients exchange packets (${ta} ↔ ${tb})`, async () => {
+      const r = await relay();
+      const a = await peer(r, ta);
+      const b = await peer(r, tb);
+      for (let i = 0; i < 50; i++) a.conn.client.sendPacket(b.key.public(), new Uint8Array(1400).fill(i), performance.now());
+      b.conn.client.sendPacket(a.key.public(), Uint8Array.of(9, 9, 9), performance.now());
+      await until(() => b.got.length === 50 && a.got.length === 1);
+      expect(b.got.every((g, i) => g.src.equals(a.key.public()) && g.packet.length === 1400 && g.packet[0] === i)).toBe(true);
+      expect(equalBytes(a.got[0]!.packet, Uint8Array.of(9, 9, 9))).toBe(true);
+    });
+  }
+
+  it('serves the probe, latency-check and generate_204 endpoints, and 426 without an upgrade', async () => {
+    const r = await relay();
+    const base = r.url.replace(/\/derp$/, '');
+    for (const p of ['/derp/probe', '/derp/latency-check']) {
+      const res = await fetch(base + p, { method: 'HEAD' });
+      expect(res.status).toBe(200);
+      expect(res.headers.get('access-control-allow-origin')).toBe('*');
+    }
+    const ok = await fetch(base + '/generate_204', { headers: { 'X-Tailscale-Challenge': 'abc.DEF:1-2' } });
+    expect(ok.status).toBe(204);
+    expect(ok.headers.get('x-tailscale-response')).toBe('response abc.DEF:1-2');
+    const bad = await fetch(base + '/generate_204', { headers: { 'X-Tailscale-Challenge': 'no spaces allowed' } });
+    expect(bad.headers.get('x-tailscale-response')).toBeNull();
+    expect((await fetch(base + '/derp')).status).toBe(426);
+  });
+
+  it('tells senders when their peer leaves (PeerGone disconnected), and unknown disco targets are "not here"', async () => {
+    const r = await relay();
+    const a = await peer(r, 'websocket');
+    const b = await peer(r, 'derp');
+    a.conn.client.sendPacket(b.key.public(), Uint8Array.of(1), performance.now());
+    await until(() => b.got.length === 1);
+    b.conn.close();
+    await until(() => a.gone.length === 1);
+    expect(a.gone[0]!.key.equals(b.key.public())).toBe(true);
+    expect(a.gone[0]!.reason).toBe(PeerGoneReason.Disconnected);
+    const disco = new Uint8Array(80);
+    disco.set([0x54, 0x53, 0xf0, 0x9f, 0x92, 0xac]);
+    const nobody = NodePrivate.generate().public();
+    for (let i = 0; i < 10; i++) a.conn.client.sendPacket(nobody, disco, performance.now());
+    await until(() => a.gone.length >= 4);
+    await new Promise((res) => setTimeout(res, 200));
+    // Rate limited: a burst of 3 (and maybe one more token refilled), not 10.
+    const notHere = a.gone.filter((g) => g.reason === PeerGoneReason.NotHere);
+    expect(notHere.length).toBeGreaterThanOrEqual(3);
+    expect(notHere.length).toBeLessThanOrEqual(4);
+  });
+
+  it('a second connection with the same key replaces the first', async () => {
+    const r = await relay();
+    const key = NodePrivate.generate();
+    const first = await peer(r, 'websocket', key);
+    let firstClosed = false;
+    first.conn.ready.catch(() => {});
+    const c2 = await peer(r, 'derp', key);
+    const other = await peer(r, 'websocket');
+    await until(() => first.conn.client.state === 'closed' || firstClosed, 5000).catch(() => {});
+    other.conn.client.sendPacket(key.public(), Uint8Array.of(7), performance.now());
+    await until(() => c2.got.length === 1);
+    expect(first.got).toHaveLength(0);
+    expect(r.clientKeys()).toHaveLength(2);
+  });
+
+  it('garbage, oversize frames and handshake stalls cost only the offending connection', async () => {
+    const r = await relay({ limits: { handshakeTimeoutMs: 300 } });
+    const a = await peer(r, 'websocket');
+    const b = await peer(r, 'derp');
+    const u = new URL(r.url);
+    const raw = async (bytes: Buffer | null): Promise<boolean> =>
+      new Promise((resolve) => {
+        const s = connect(Number(u.port), u.hostname, () => {
+          s.write('GET /derp HTTP/1.1\r\nHost: x\r\nUpgrade: DERP\r\nConnection: Upgrade\r\n\r\n');
+          if (bytes) s.write(bytes);
+        });
+        s.on('data', () => {});
+        s.on('close', () => resolve(true));
+        s.on('error', () => resolve(true));
+        setTimeout(() => {
+          s.destroy();
+          resolve(false);
+        }, 4000);
+      });
+    const oversize = Buffer.from([0x04, 0x7f, 0xff, 0xff, 0xff]);
+    const results = await Promise.all([
+      raw(Buffer.from('this is not DERP at all, just some garbage bytes')),
+      raw(oversize),
+      raw(null), // says nothing: closed after the handshake timeout
+      raw(Buffer.concat([Buffer.from([0x02, 0, 0, 0, 60]), Buffer.alloc(60, 1)])), // a ClientInfo that does not open
+    ]);
+    expect(results).toEqual([true, true, true, true]);
+    a.conn.client.sendPacket(b.key.public(), Uint8Array.of(5), performance.now());
+    await until(() => b.got.length === 1);
+    expect(r.clientKeys()).toHaveLength(2);
+  });
+
+  it('exports Prometheus metrics with --metrics', async () => {
+    const r = await relay({ metrics: true });
+    const a = await peer(r, 'websocket');
+    const b = await peer(r, 'websocket');
+    a.conn.client.sendPacket(b.key.public(), new Uint8Array(100), performance.now());
+    await until(() => b.got.length === 1);
+    const text = await (await fetch(r.url.replace(/\/derp$/, '/metrics'))).text();
+    expect(text).toMatch(/pierce_relay_clients 2/);
+    expect(text).toMatch(/pierce_relay_packets_forwarded_total 1/);
+  });
+
+  it('`pierce relay` runs from the command line and relays between both transports', async () => {
+    const bin = fileURLToPath(new URL('../../gateway/bin/pierce.mjs', import.meta.url));
+    const p = spawn(process.execPath, [bin, 'relay', '--listen', '127.0.0.1:0', '--metrics'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    try {
+      let err = '';
+      const url = await new Promise<string>((resolve, reject) => {
+        p.stderr!.on('data', (d: Buffer) => {
+          err += d.toString();
+          const m = /relay listening on (\S+) \(public key (nodekey:[0-9a-f]{64})\)/.exec(err);
+          if (m) resolve(m[1]!);
+        });
+        p.on('exit', () => reject(new Error(`pierce relay exited: ${err}`)));
+        setTimeout(() => reject(new Error(`no listening line: ${err}`)), 15_000);
+      });
+      const fake = { url, publicKey: NodePublic.parse(/public key (nodekey:[0-9a-f]{64})/.exec(err)![1]!) } as unknown as RelayServer;
+      const a = await peer(fake, 'websocket');
+      const b = await peer(fake, 'derp');
+      a.conn.client.sendPacket(b.key.public(), Uint8Array.of(4, 2), performance.now());
+      await until(() => b.got.length === 1);
+      expect(Array.from(b.got[0]!.packet)).toEqual([4, 2]);
+    } finally {
+      p.kill('SIGTERM');
+      await new Promise((r) => p.once('exit', r));
+    }
+    expect(p.exitCode).toBe(0);
+  }, 30_000);
+});
