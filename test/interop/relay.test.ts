@@ -12,6 +12,7 @@ import { equalBytes } from '../../src/crypto/bytes.ts';
 import { startRelay, type RelayServer } from '../../gateway/src/relay/server.ts';
 import { dialDerp, type DerpConnection, type DerpTransport } from '../../gateway/src/relay/dial.ts';
 import { PeerGoneReason } from '../../src/derp/frames.ts';
+import { DerpLink } from '../../gateway/src/relay/link.ts';
 
 const relays: RelayServer[] = [];
 const conns: DerpConnection[] = [];
@@ -196,4 +197,54 @@ describe('pierce relay (DERP v2)', () => {
     }
     expect(p.exitCode).toBe(0);
   }, 30_000);
+
+  it('relays sharing a mesh key forward between their clients (mesh), both ways', async () => {
+    const meshKey = new Uint8Array(32).fill(0x42);
+    const r1 = await relay({ meshKey });
+    const r2 = await relay({ meshKey });
+    r1.addMeshPeer(r2.url);
+    r2.addMeshPeer(r1.url);
+    r1.addMeshPeer(r1.url); // a relay listed in its own mesh is recognised and ignored
+    const a = await peer(r1, 'websocket');
+    const b = await peer(r2, 'derp');
+    // Presence travels by WatchConns; retry until each relay has learned where the other's client is.
+    await until(() => {
+      b.conn.client.sendPacket(a.key.public(), Uint8Array.of(1), performance.now());
+      a.conn.client.sendPacket(b.key.public(), Uint8Array.of(2), performance.now());
+      return a.got.length > 0 && b.got.length > 0;
+    }, 5000);
+    expect(a.got[0]!.src.equals(b.key.public())).toBe(true);
+    expect(b.got[0]!.src.equals(a.key.public())).toBe(true);
+    // A relay that presents a wrong mesh key is refused.
+    const wrong = dialDerp({ url: r1.url, transport: 'derp', privateKey: NodePrivate.generate(), meshKey: new Uint8Array(32).fill(1) });
+    conns.push(wrong);
+    await expect(wrong.ready).rejects.toThrow();
+  });
+
+  it('a relay restart costs clients a reconnect, not their session', async () => {
+    const key = NodePrivate.generate();
+    let r = await relay({ privateKey: key });
+    const port = r.port;
+    const got: number[] = [];
+    const ka = NodePrivate.generate();
+    const kb = NodePrivate.generate();
+    const mk = (k: NodePrivate) =>
+      new DerpLink({ url: r.url, transport: 'websocket', privateKey: k, serverPublicKey: key.public(), backoff: { baseMs: 50, maxMs: 500 }, events: { packet: (_s, p) => got.push(p[0]!) } });
+    const la = mk(ka);
+    const lb = mk(kb);
+    try {
+      await until(() => la.client !== null && lb.client !== null);
+      la.sendPacket(kb.public(), Uint8Array.of(1));
+      await until(() => got.includes(1));
+      await r.close();
+      relays.splice(relays.indexOf(r), 1);
+      r = await relay({ privateKey: key, port });
+      await until(() => la.connects === 2 && lb.connects === 2, 10_000);
+      la.sendPacket(kb.public(), Uint8Array.of(2));
+      await until(() => got.includes(2));
+    } finally {
+      la.close();
+      lb.close();
+    }
+  });
 });

@@ -22,6 +22,8 @@ nodes (GET /derp with Upgrade: DERP). It forwards ciphertext by public key and n
   --tls-cert F --tls-key F  serve HTTPS/WSS
   --mesh-key FILE           a 64-hex-digit key shared by relays of one region (peers that show
                             it may watch connections and forward packets)
+  --mesh-with URL,…         the other relays of the region (their /derp URLs); clients on
+                            different relays then reach each other. Needs --mesh-key.
   --rate BYTES/S --burst BYTES
                             per-client token bucket on received bytes (0: unlimited)
   --metrics                 serve Prometheus metrics on /metrics
@@ -64,6 +66,7 @@ export async function relayCommand(argv: string[], io: Io): Promise<number> {
       'tls-cert': { type: 'string' },
       'tls-key': { type: 'string' },
       'mesh-key': { type: 'string' },
+      'mesh-with': { type: 'string' },
       rate: { type: 'string' },
       burst: { type: 'string' },
       metrics: { type: 'boolean' },
@@ -85,6 +88,9 @@ export async function relayCommand(argv: string[], io: Io): Promise<number> {
     if (!k) throw new PierceError('MESH_KEY', `${values['mesh-key']}: a mesh key is 64 hex digits`);
     meshKey = k;
   }
+  const meshWith = values['mesh-with'] ? values['mesh-with'].split(',').map((u) => u.trim()).filter(Boolean) : [];
+  if (meshWith.length > 0 && !meshKey) throw new UsageError('--mesh-with needs --mesh-key');
+  for (const u of meshWith) if (!/^https?:\/\/.+\/derp$/.test(u)) throw new UsageError(`--mesh-with: "${u}" is not a relay URL like http://host:port/derp`);
   const rate = intOption('rate', values.rate, 0, 0, 2 ** 40);
   const burst = intOption('burst', values.burst, rate > 0 ? Math.max(rate, 65_568) : 0, 0, 2 ** 40);
   const tls = values['tls-cert'] ? { cert: await readFile(values['tls-cert']), key: await readFile(values['tls-key']!) } : undefined;
@@ -93,7 +99,7 @@ export async function relayCommand(argv: string[], io: Io): Promise<number> {
     host,
     port,
     privateKey,
-    ...(meshKey ? { meshKey } : {}),
+    ...(meshKey ? { meshKey, meshWith } : {}),
     ...(tls ? { tls } : {}),
     metrics: values.metrics === true,
     limits: { rateBytesPerSec: rate, burstBytes: burst },

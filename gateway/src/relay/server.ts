@@ -23,6 +23,7 @@ import { toHex } from '../../../src/crypto/bytes.ts';
 import { NodePrivate, type NodePublic } from '../../../src/key/keys.ts';
 import { PeerGoneReason, PeerPresentFlags, encodePeerGone, encodePeerPresent, encodeRecvPacket, encodeForwardPacket } from '../../../src/derp/frames.ts';
 import { RelayMetrics } from './metrics.ts';
+import { DerpLink } from './link.ts';
 import { DEFAULT_RELAY_LIMITS, Session, isDisco, type RelayCore, type RelayLimits } from './session.ts';
 import { socketConn, websocketConn } from './transport.ts';
 
@@ -31,6 +32,8 @@ export interface RelayOptions {
   port: number;
   privateKey?: NodePrivate;
   meshKey?: Uint8Array;
+  /** DERP URLs of the other relays of this region (they must share the mesh key). */
+  meshWith?: string[];
   limits?: Partial<RelayLimits>;
   tls?: { cert: string | Buffer; key: string | Buffer };
   metrics?: boolean;
@@ -53,6 +56,9 @@ export class RelayServer implements RelayCore {
   private readonly watchers = new Set<Session>();
   private readonly notHere = new Map<Session, { tokens: number; at: number }>();
   private readonly sessions = new Set<Session>();
+  /** Keys connected to other relays of the mesh, and the link that reaches each. */
+  private readonly remote = new Map<string, DerpLink>();
+  private readonly links: DerpLink[] = [];
   private readonly http: Server;
   private readonly wss: WebSocketServer;
   private readonly logFn: (level: 'debug' | 'info' | 'warn', message: string) => void;
@@ -91,6 +97,47 @@ export class RelayServer implements RelayCore {
       this.address = a.address;
       this.port = a.port;
     }
+    for (const url of this.opts.meshWith ?? []) this.addMeshPeer(url);
+  }
+
+  /** Keeps a mesh link to another relay: watch its clients, forward packets for them. */
+  addMeshPeer(url: string): void {
+    if (!this.meshKey) throw new Error('meshing needs a mesh key');
+    const ownKey = toHex(this.publicKey.rawView());
+    const forget = (link: DerpLink) => {
+      for (const [k, l] of this.remote) if (l === link) this.remote.delete(k);
+    };
+    const link: DerpLink = new DerpLink({
+      url,
+      transport: 'derp',
+      privateKey: this.privateKey,
+      meshKey: this.meshKey,
+      random: this.random,
+      onConnected: (client) => {
+        if (client.serverPublicKey && toHex(client.serverPublicKey.rawView()) === ownKey) {
+          this.log('info', `relay: mesh peer ${url} is this relay itself; ignoring it`);
+          link.close();
+          return;
+        }
+        this.log('info', `relay: meshed with ${url} (${client.serverPublicKey?.short() ?? '?'})`);
+        client.watchConns();
+      },
+      onDisconnected: (why) => {
+        forget(link);
+        this.log('info', `relay: mesh link to ${url} lost (${why}); reconnecting`);
+      },
+      events: {
+        peerPresent: (p) => {
+          const k = toHex(p.key.rawView());
+          if (k !== ownKey && !this.clients.has(k)) this.remote.set(k, link);
+        },
+        peerGone: (key) => {
+          const k = toHex(key.rawView());
+          if (this.remote.get(k) === link) this.remote.delete(k);
+        },
+      },
+    });
+    this.links.push(link);
   }
 
   /** The relay's URL for clients (ws:// or wss:// for browsers use the same host and path). */
@@ -100,6 +147,7 @@ export class RelayServer implements RelayCore {
   }
 
   async close(): Promise<void> {
+    for (const l of this.links) l.close();
     for (const s of [...this.sessions]) s.close();
     this.wss.close();
     await new Promise<void>((resolve) => {
@@ -218,6 +266,14 @@ export class RelayServer implements RelayCore {
     const to = this.clients.get(id);
     const disco = isDisco(packet);
     if (!to) {
+      const link = this.remote.get(id)?.client;
+      if (link && !from.isMesh) {
+        // On another relay of the mesh: one hop of ForwardPacket (never forwarded again).
+        link.forwardPacket(from.key!, dst, packet);
+        this.metrics.packets.inc();
+        this.metrics.bytes.inc(packet.length);
+        return;
+      }
       this.metrics.drops.inc({ reason: 'unknown_dest' });
       if (disco && this.allowNotHere(from)) from.sendControl(encodePeerGone(dst, PeerGoneReason.NotHere));
       return;
