@@ -11,7 +11,9 @@ import { NodePrivate, NodePublic } from '../../src/key/keys.ts';
 import { equalBytes } from '../../src/crypto/bytes.ts';
 import { startRelay, type RelayServer } from '../../gateway/src/relay/server.ts';
 import { dialDerp, type DerpConnection, type DerpTransport } from '../../gateway/src/relay/dial.ts';
-import { PeerGoneReason } from '../../src/derp/frames.ts';
+import { FrameType, PeerGoneReason, encodeFrame } from '../../src/derp/frames.ts';
+import { sealClientInfo } from '../../src/derp/handshake.ts';
+import { cryptoRandom } from '../../src/crypto/backend.ts';
 import { DerpLink } from '../../gateway/src/relay/link.ts';
 
 const relays: RelayServer[] = [];
@@ -246,5 +248,58 @@ describe('pierce relay (DERP v2)', () => {
       la.close();
       lb.close();
     }
+  });
+
+  it('a client that stops reading loses its oldest packets, then is disconnected; others carry on', async () => {
+    const r = await relay({ metrics: true, limits: { writeTimeoutMs: 500, writeBufferHigh: 64 << 10 } });
+    const a = await peer(r, 'websocket');
+    const c = await peer(r, 'websocket');
+    // The slow reader: a raw Upgrade: DERP connection that sends its ClientInfo, then never reads.
+    const slowKey = NodePrivate.generate();
+    const u = new URL(r.url);
+    const sock = connect(Number(u.port), u.hostname);
+    sock.on('error', () => {});
+    await new Promise<void>((res) => sock.once('connect', () => res()));
+    sock.write('GET /derp HTTP/1.1\r\nHost: x\r\nUpgrade: DERP\r\nConnection: Upgrade\r\n\r\n');
+    sock.write(encodeFrame(FrameType.ClientInfo, sealClientInfo(slowKey, r.publicKey, { version: 2 }, cryptoRandom)));
+    await until(() => r.clientKeys().length === 3);
+    sock.pause();
+    const big = new Uint8Array(60_000);
+    for (let i = 0; i < 200; i++) a.conn.client.sendPacket(slowKey.public(), big, performance.now());
+    await until(() => r.clientKeys().length === 2, 10_000);
+    a.conn.client.sendPacket(c.key.public(), Uint8Array.of(3), performance.now());
+    await until(() => c.got.length === 1);
+    const text = await (await fetch(r.url.replace(/\/derp$/, '/metrics'))).text();
+    expect(text).toMatch(/pierce_relay_drops_total\{reason="queue_full"\} [1-9]/);
+    expect(text).toMatch(/pierce_relay_drops_total\{reason="conn_derp_write_timeout"\} 1/);
+    sock.destroy();
+  });
+
+  it('honours a token bucket: the server announces it and the client keeps to it', async () => {
+    const r = await relay({ limits: { rateBytesPerSec: 50_000, burstBytes: 70_000 } });
+    const a = await peer(r, 'websocket');
+    const b = await peer(r, 'websocket');
+    expect(a.conn.client.serverInfo?.tokenBucketBytesPerSecond).toBe(50_000);
+    let accepted = 0;
+    for (let i = 0; i < 200; i++) if (a.conn.client.sendPacket(b.key.public(), new Uint8Array(1000), performance.now())) accepted++;
+    await new Promise((res) => setTimeout(res, 300));
+    expect(accepted).toBeLessThan(100); // burst 70 kB of 1037-byte frames, plus a little refill
+    expect(a.conn.client.stats.droppedRateLimited).toBe(200 - accepted);
+    // The server keeps its own bucket too (it started filling earlier, the client's refills while
+    // it sends): at most what the client let through arrives.
+    expect(b.got.length).toBeLessThanOrEqual(accepted);
+    expect(b.got.length).toBeGreaterThan(50);
+  });
+
+  it('a flood of silent connections is shed by the handshake timeout; real clients still connect', async () => {
+    const r = await relay({ limits: { handshakeTimeoutMs: 500 } });
+    const u = new URL(r.url);
+    const socks = Array.from({ length: 200 }, () => connect(Number(u.port), u.hostname));
+    for (const s of socks) s.on('error', () => {});
+    const a = await peer(r, 'derp');
+    const b = await peer(r, 'websocket');
+    a.conn.client.sendPacket(b.key.public(), Uint8Array.of(8), performance.now());
+    await until(() => b.got.length === 1);
+    for (const s of socks) s.destroy();
   });
 });
