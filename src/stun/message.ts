@@ -63,35 +63,19 @@ export const BINDING = 0x001;
 export type StunClass = 'request' | 'indication' | 'success' | 'error';
 const CLASSES: readonly StunClass[] = ['request', 'indication', 'success', 'error'];
 
-/** Attribute types (RFC 8489 §18.3; RFC 5780 §7; RFC 3489 §11.2; RFC 8445 §16.1). */
+/**
+ * Attribute types (RFC 8489 §18.3). CHANGE-REQUEST, PADDING, RESPONSE-PORT, RESPONSE-ORIGIN,
+ * OTHER-ADDRESS: RFC 5780 §7; SOURCE-/CHANGED-ADDRESS: RFC 3489 §11.2 (deprecated); PRIORITY,
+ * USE-CANDIDATE, ICE-CONTROLLED/-CONTROLLING: RFC 8445 §16.1.
+ */
 export const ATTR = {
-  MAPPED_ADDRESS: 0x0001,
-  CHANGE_REQUEST: 0x0003, // RFC 5780 §7.2 (RFC 3489)
-  SOURCE_ADDRESS: 0x0004, // RFC 3489, deprecated
-  CHANGED_ADDRESS: 0x0005, // RFC 3489, deprecated
-  USERNAME: 0x0006,
-  MESSAGE_INTEGRITY: 0x0008,
-  ERROR_CODE: 0x0009,
-  UNKNOWN_ATTRIBUTES: 0x000a,
-  REALM: 0x0014,
-  NONCE: 0x0015,
-  MESSAGE_INTEGRITY_SHA256: 0x001c,
-  PASSWORD_ALGORITHM: 0x001d,
-  USERHASH: 0x001e,
-  XOR_MAPPED_ADDRESS: 0x0020,
-  PRIORITY: 0x0024, // RFC 8445
-  USE_CANDIDATE: 0x0025, // RFC 8445
-  PADDING: 0x0026, // RFC 5780
-  RESPONSE_PORT: 0x0027, // RFC 5780
-  PASSWORD_ALGORITHMS: 0x8002,
-  ALTERNATE_DOMAIN: 0x8003,
-  SOFTWARE: 0x8022,
-  ALTERNATE_SERVER: 0x8023,
-  FINGERPRINT: 0x8028,
-  ICE_CONTROLLED: 0x8029, // RFC 8445
-  ICE_CONTROLLING: 0x802a, // RFC 8445
-  RESPONSE_ORIGIN: 0x802b, // RFC 5780
-  OTHER_ADDRESS: 0x802c, // RFC 5780
+  MAPPED_ADDRESS: 0x0001, CHANGE_REQUEST: 0x0003, SOURCE_ADDRESS: 0x0004, CHANGED_ADDRESS: 0x0005,
+  USERNAME: 0x0006, MESSAGE_INTEGRITY: 0x0008, ERROR_CODE: 0x0009, UNKNOWN_ATTRIBUTES: 0x000a,
+  REALM: 0x0014, NONCE: 0x0015, MESSAGE_INTEGRITY_SHA256: 0x001c, PASSWORD_ALGORITHM: 0x001d,
+  USERHASH: 0x001e, XOR_MAPPED_ADDRESS: 0x0020, PRIORITY: 0x0024, USE_CANDIDATE: 0x0025,
+  PADDING: 0x0026, RESPONSE_PORT: 0x0027, PASSWORD_ALGORITHMS: 0x8002, ALTERNATE_DOMAIN: 0x8003,
+  SOFTWARE: 0x8022, ALTERNATE_SERVER: 0x8023, FINGERPRINT: 0x8028, ICE_CONTROLLED: 0x8029,
+  ICE_CONTROLLING: 0x802a, RESPONSE_ORIGIN: 0x802b, OTHER_ADDRESS: 0x802c,
 } as const;
 
 /** Attribute types 0x0000-0x7FFF are comprehension-required (RFC 8489 §14). */
@@ -124,10 +108,9 @@ export interface ParseOptions {
   maxAttributes?: number;
 }
 
-/** A transport address from an address attribute. */
+/** A transport address from an address attribute; `address` is 4 or 16 bytes. */
 export interface StunAddress {
   family: 4 | 6;
-  /** 4 or 16 bytes, network order. */
   address: Uint8Array;
   port: number;
 }
@@ -140,16 +123,8 @@ export function messageType(method: number, cls: StunClass): number {
 
 const rd16 = (b: Uint8Array, o: number) => (b[o]! << 8) | b[o + 1]!;
 const rd32 = (b: Uint8Array, o: number) => ((b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!) >>> 0;
-function wr16(b: Uint8Array, o: number, v: number): void {
-  b[o] = v >>> 8;
-  b[o + 1] = v;
-}
-function wr32(b: Uint8Array, o: number, v: number): void {
-  b[o] = v >>> 24;
-  b[o + 1] = v >>> 16;
-  b[o + 2] = v >>> 8;
-  b[o + 3] = v;
-}
+const wr16 = (b: Uint8Array, o: number, v: number) => b.set([v >>> 8, v & 0xff], o);
+const wr32 = (b: Uint8Array, o: number, v: number) => b.set([v >>> 24, (v >>> 16) & 0xff, (v >>> 8) & 0xff, v & 0xff], o);
 const pad4 = (n: number) => (n + 3) & ~3;
 
 let crcTable: Uint32Array | undefined;
@@ -169,8 +144,8 @@ export function crc32(b: Uint8Array, end = b.length): number {
 }
 
 /**
- * The cheap demultiplexing check for a socket shared with WireGuard and disco (RFC 8489 §7,
- * RFC 7983 §7): at least 20 bytes, top two bits zero, the magic cookie at bytes 4-8, and a
+ * The cheap demultiplexing check for a socket shared with WireGuard and disco (the zero bits
+ * and the cookie exist for this, RFC 8489 §5): at least 20 bytes, top two bits zero, the magic cookie at bytes 4-8, and a
  * length field that is a multiple of 4 and accounts for exactly the rest of the datagram.
  */
 export function looksLikeStun(b: Uint8Array): boolean {

@@ -18,7 +18,8 @@ nodes (GET /derp with Upgrade: DERP). It forwards ciphertext by public key and n
   --listen ADDR:PORT        HTTP(S) listen address (e.g. 127.0.0.1:8443, [::]:443)
   --key FILE                the relay's private key; created (mode 0600) if missing.
                             Without it a new key is made at every start.
-  --stun ADDR:PORT          also answer STUN binding requests on this UDP address
+  --stun ADDR:PORT          also answer STUN binding requests on this UDP address; repeat for
+                            more addresses on the same port (e.g. 0.0.0.0:3478 and [::]:3478)
   --tls-cert F --tls-key F  serve HTTPS/WSS
   --mesh-key FILE           a 64-hex-digit key shared by relays of one region (peers that show
                             it may watch connections and forward packets)
@@ -62,7 +63,7 @@ export async function relayCommand(argv: string[], io: Io): Promise<number> {
     options: {
       listen: { type: 'string' },
       key: { type: 'string' },
-      stun: { type: 'string' },
+      stun: { type: 'string', multiple: true },
       'tls-cert': { type: 'string' },
       'tls-key': { type: 'string' },
       'mesh-key': { type: 'string' },
@@ -107,9 +108,10 @@ export async function relayCommand(argv: string[], io: Io): Promise<number> {
   });
   log('info', `relay listening on ${relay.url} (public key ${relay.publicKey.toString()})`);
   let stun: Awaited<ReturnType<typeof startStunServer>> | null = null;
-  if (values.stun) {
-    const s = splitHostPort(values.stun, '--stun');
-    stun = await startStunServer({ host: s.host, port: s.port, log });
+  if (values.stun && values.stun.length > 0) {
+    const addrs = values.stun.map((a) => splitHostPort(a, '--stun'));
+    if (addrs.some((a) => a.port !== addrs[0]!.port)) throw new UsageError('every --stun address must use the same port');
+    stun = await startStunServer({ host: addrs.map((a) => a.host), port: addrs[0]!.port, log });
   }
   return new Promise<number>((resolve) => {
     const stop = (sig: string) => {

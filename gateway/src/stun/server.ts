@@ -19,9 +19,9 @@
  * Amplification: one datagram out per request in, and never more than the request's size
  * except for the one attribute without which the response is useless: XOR-MAPPED-ADDRESS (or
  * MAPPED-ADDRESS for RFC 3489). A bare 20-byte request gets 32 bytes back (IPv4) or 44 (IPv6),
- * so the byte ratio is at most 2.2:1, for answers of at most 44 bytes plus the request's own
- * size; optional attributes are added only while the response stays no larger than the request
- * (`fitToRequest`, default true). On top, a token bucket per source IP (`rateLimit`) and a
+ * so the byte ratio is at most 2.2:1; optional attributes (and the 420 reason phrase) are added
+ * only while the response stays no larger than the request (`fitToRequest`, default true); a
+ * 420 answer without its phrase is at most 1.5 times the request (36 bytes for 24). On top, a token bucket per source IP (`rateLimit`) and a
  * global one (`globalRateLimit`) cap the packets sent towards any (possibly spoofed) address
  * and in total; over-limit requests are dropped silently. The per-source table holds at most
  * `maxSources` entries (least recently used evicted).
@@ -70,12 +70,14 @@ export interface StunServerOptions {
   maxSources?: number;
   /** Add optional attributes only while the response is no larger than the request. Default true. */
   fitToRequest?: boolean;
+  /** Called for each request answered, with its source as dgram reported it (for logs and tests). */
+  onBinding?: (from: { address: string; port: number }) => void;
   /** Milliseconds, monotonic (tests inject a fake). Default performance.now. */
   now?: () => number;
 }
 
 export interface StunServerStats {
-  /** Well-formed Binding requests received. */
+  /** Well-formed Binding requests received (including rate-limited ones). */
   requests: number;
   /** Success responses sent. */
   responses: number;
@@ -120,6 +122,7 @@ const KNOWN = new Set<number>([
   ATTR.PADDING,
 ]);
 const MAX_UNKNOWN_LISTED = 4;
+const REASON_420 = 'Unknown Attribute';
 
 class TokenBucket {
   private tokens: number;
@@ -210,8 +213,11 @@ export async function startStunServer(opts: StunServerOptions = {}): Promise<Stu
     const cookie = req.cookie;
     if (unknown.length > 0) {
       if (legacy) return null; // RFC 3489 has 420 too, but its clients' requests never need it here
+      const listed = unknown.slice(0, MAX_UNKNOWN_LISTED);
+      // The reason phrase only when it fits.
+      const full = HEADER_LENGTH + attributeSize(4 + REASON_420.length) + attributeSize(2 * listed.length);
       stats.errorResponses++;
-      return buildBindingError(txid, 420, 'Unknown Attribute', { unknownAttributes: unknown.slice(0, MAX_UNKNOWN_LISTED) });
+      return buildBindingError(txid, 420, fit && full > reqLen ? '' : REASON_420, { unknownAttributes: listed });
     }
     const addrSize = attributeSize(4 + addr.length);
     let size = HEADER_LENGTH + addrSize;
@@ -271,6 +277,7 @@ export async function startStunServer(opts: StunServerOptions = {}): Promise<Stu
         stats.ignored++;
         return;
       }
+      opts.onBinding?.({ address: rinfo.address, port: rinfo.port });
       sock.send(out, rinfo.port, rinfo.address, (err) => {
         if (err) {
           stats.sendErrors++;
@@ -285,8 +292,8 @@ export async function startStunServer(opts: StunServerOptions = {}): Promise<Stu
 
   const sockets: Socket[] = [];
   const addresses: StunListenAddress[] = [];
-  let port = opts.port ?? 3478;
-  try {
+  const bindAll = async (first: number): Promise<void> => {
+    let port = first;
     for (const h of hosts) {
       const v6 = isIP(h) === 6;
       const s = createSocket({ type: v6 ? 'udp6' : 'udp4', ipv6Only: v6 && anyV4 });
@@ -294,7 +301,7 @@ export async function startStunServer(opts: StunServerOptions = {}): Promise<Stu
         await bindSocket(s, port, h);
       } catch (e) {
         s.close();
-        if (!explicit && v6) {
+        if (!explicit && v6 && (e as NodeJS.ErrnoException).code !== 'EADDRINUSE') {
           log('info', `stun: IPv6 unavailable on port ${port} (${(e as Error).message}); IPv4 only`);
           continue;
         }
@@ -306,12 +313,22 @@ export async function startStunServer(opts: StunServerOptions = {}): Promise<Stu
       addresses.push({ address: a.address, family: v6 ? 6 : 4, port: a.port });
       s.on('message', (msg, rinfo) => onMessage(s, msg, rinfo));
       s.on('error', (err) => log('warn', `stun: socket ${a.address}:${a.port}: ${err.message}`));
-      log('info', `stun: listening on udp ${v6 ? `[${a.address}]` : a.address}:${a.port}`);
     }
-  } catch (e) {
-    for (const s of sockets) s.close();
-    throw e;
+  };
+  // Port 0 with several hosts: the free port picked for the first may be taken on another.
+  const tries = opts.port === 0 && hosts.length > 1 ? 8 : 1;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await bindAll(opts.port ?? 3478);
+      break;
+    } catch (e) {
+      for (const s of sockets.splice(0)) s.close();
+      addresses.length = 0;
+      if (attempt >= tries || (e as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw e;
+    }
   }
+  if (addresses.length === 0) throw new Error('startStunServer: no socket could be bound');
+  for (const a of addresses) log('info', `stun: listening on udp ${a.family === 6 ? `[${a.address}]` : a.address}:${a.port}`);
 
   let closed: Promise<void> | undefined;
   return {
