@@ -20,11 +20,11 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
 import { cryptoRandom, type RandomSource } from '../../../src/crypto/backend.ts';
 import { toHex } from '../../../src/crypto/bytes.ts';
-import { NodePrivate, type NodePublic } from '../../../src/key/keys.ts';
-import { PeerGoneReason, PeerPresentFlags, encodePeerGone, encodePeerPresent, encodeRecvPacket, encodeForwardPacket } from '../../../src/derp/frames.ts';
+import { NodePrivate, NodePublic } from '../../../src/key/keys.ts';
+import { FrameType, PeerGoneReason, PeerPresentFlags, encodePeerGone, encodePeerPresent, encodeRecvPacket, encodeForwardPacket } from '../../../src/derp/frames.ts';
 import { RelayMetrics } from './metrics.ts';
 import { DerpLink } from './link.ts';
-import { DEFAULT_RELAY_LIMITS, Session, isDisco, type RelayCore, type RelayLimits } from './session.ts';
+import { DEFAULT_RELAY_LIMITS, Session, isDisco, keyId, type RelayCore, type RelayLimits } from './session.ts';
 import { socketConn, websocketConn } from './transport.ts';
 
 export interface RelayOptions {
@@ -103,7 +103,7 @@ export class RelayServer implements RelayCore {
   /** Keeps a mesh link to another relay: watch its clients, forward packets for them. */
   addMeshPeer(url: string): void {
     if (!this.meshKey) throw new Error('meshing needs a mesh key');
-    const ownKey = toHex(this.publicKey.rawView());
+    const ownKey = keyId(this.publicKey.rawView());
     const forget = (link: DerpLink) => {
       for (const [k, l] of this.remote) if (l === link) this.remote.delete(k);
     };
@@ -114,7 +114,7 @@ export class RelayServer implements RelayCore {
       meshKey: this.meshKey,
       random: this.random,
       onConnected: (client) => {
-        if (client.serverPublicKey && toHex(client.serverPublicKey.rawView()) === ownKey) {
+        if (client.serverPublicKey && keyId(client.serverPublicKey.rawView()) === ownKey) {
           this.log('info', `relay: mesh peer ${url} is this relay itself; ignoring it`);
           link.close();
           return;
@@ -128,11 +128,11 @@ export class RelayServer implements RelayCore {
       },
       events: {
         peerPresent: (p) => {
-          const k = toHex(p.key.rawView());
+          const k = keyId(p.key.rawView());
           if (k !== ownKey && !this.clients.has(k)) this.remote.set(k, link);
         },
         peerGone: (key) => {
-          const k = toHex(key.rawView());
+          const k = keyId(key.rawView());
           if (this.remote.get(k) === link) this.remote.delete(k);
         },
       },
@@ -234,14 +234,14 @@ export class RelayServer implements RelayCore {
   // ------------------------------------------------------------------ RelayCore
 
   register(s: Session): void {
-    const old = this.clients.get(s.keyHex);
+    const old = this.clients.get(s.keyId);
     if (old && old !== s) {
       this.log('debug', `relay: ${s.key!.short()} connected again from ${s.conn.remote}; closing the older connection`);
       this.metrics.drops.inc({ reason: 'replaced' });
-      this.clients.delete(s.keyHex);
+      this.clients.delete(s.keyId);
       old.close();
     }
-    this.clients.set(s.keyHex, s);
+    this.clients.set(s.keyId, s);
     this.metrics.clients.set(this.clients.size);
     const present = encodePeerPresent({ key: s.key!, flags: PeerPresentFlags.Regular });
     for (const w of this.watchers) if (w !== s) w.sendControl(present);
@@ -251,49 +251,51 @@ export class RelayServer implements RelayCore {
   unregister(s: Session): void {
     this.watchers.delete(s);
     this.notHere.delete(s);
-    if (this.clients.get(s.keyHex) !== s) return; // replaced: the newer connection stays
-    this.clients.delete(s.keyHex);
+    if (this.clients.get(s.keyId) !== s) return; // replaced: the newer connection stays
+    this.clients.delete(s.keyId);
     this.metrics.clients.set(this.clients.size);
     const gone = encodePeerGone(s.key!, PeerGoneReason.Disconnected);
-    for (const sender of this.senders.get(s.keyHex) ?? []) if (sender.state === 'ready') sender.sendControl(gone);
-    this.senders.delete(s.keyHex);
+    for (const sender of this.senders.get(s.keyId) ?? []) if (sender.state === 'ready') sender.sendControl(gone);
+    this.senders.delete(s.keyId);
     for (const w of this.watchers) w.sendControl(gone);
     this.log('debug', `relay: ${s.describe()} left`);
   }
 
-  route(from: Session, dst: NodePublic, packet: Uint8Array): void {
-    const id = toHex(dst.rawView());
+  route(from: Session, dst: Uint8Array, packet: Uint8Array, frame: Uint8Array | null = null): void {
+    const id = keyId(dst);
     const to = this.clients.get(id);
     const disco = isDisco(packet);
     if (!to) {
       const link = this.remote.get(id)?.client;
       if (link && !from.isMesh) {
         // On another relay of the mesh: one hop of ForwardPacket (never forwarded again).
-        link.forwardPacket(from.key!, dst, packet);
-        this.metrics.packets.inc();
-        this.metrics.bytes.inc(packet.length);
+        link.forwardPacket(from.key!, NodePublic.fromRaw(dst), packet);
+        this.metrics.count(packet.length);
         return;
       }
       this.metrics.drops.inc({ reason: 'unknown_dest' });
-      if (disco && this.allowNotHere(from)) from.sendControl(encodePeerGone(dst, PeerGoneReason.NotHere));
+      if (disco && this.allowNotHere(from)) from.sendControl(encodePeerGone(NodePublic.fromRaw(dst), PeerGoneReason.NotHere));
       return;
     }
     let set = this.senders.get(id);
     if (!set) this.senders.set(id, (set = new Set()));
     set.add(from);
-    this.metrics.packets.inc();
-    this.metrics.bytes.inc(packet.length);
-    to.enqueue(encodeRecvPacket(from.key!, packet), disco);
+    this.metrics.count(packet.length);
+    if (frame) {
+      // Rewrite the SendPacket frame into the RecvPacket frame in place: no copy of the packet.
+      frame[0] = FrameType.RecvPacket;
+      frame.set(from.key!.rawView(), 5);
+      to.enqueue(frame, disco);
+    } else to.enqueue(encodeRecvPacket(from.key!, packet), disco);
   }
 
   forward(_from: Session, src: NodePublic, dst: NodePublic, packet: Uint8Array): void {
-    const to = this.clients.get(toHex(dst.rawView()));
+    const to = this.clients.get(keyId(dst.rawView()));
     if (!to) {
       this.metrics.drops.inc({ reason: 'unknown_dest_fwd' });
       return;
     }
-    this.metrics.packets.inc();
-    this.metrics.bytes.inc(packet.length);
+    this.metrics.count(packet.length);
     to.enqueue(encodeRecvPacket(src, packet), isDisco(packet));
   }
 
@@ -309,7 +311,7 @@ export class RelayServer implements RelayCore {
   }
 
   closePeer(key: NodePublic): void {
-    this.clients.get(toHex(key.rawView()))?.close();
+    this.clients.get(keyId(key.rawView()))?.close();
   }
 
   drop(reason: string): void {

@@ -11,7 +11,7 @@
  * bytes pass a per-client token bucket. Any protocol error closes this connection only.
  */
 import type { RandomSource } from '../../../src/crypto/backend.ts';
-import { equalBytes, toHex } from '../../../src/crypto/bytes.ts';
+import { equalBytes } from '../../../src/crypto/bytes.ts';
 import type { NodePrivate, NodePublic } from '../../../src/key/keys.ts';
 import { DerpError } from '../../../src/derp/errors.ts';
 import {
@@ -21,7 +21,6 @@ import {
   decodeForwardPacket,
   decodeNotePreferred,
   decodePing,
-  decodeSendPacket,
   encodeKeepAlive,
   encodePong,
   encodeServerInfo,
@@ -68,7 +67,8 @@ export interface RelayCore {
   readonly random: RandomSource;
   register(s: Session): void;
   unregister(s: Session): void;
-  route(from: Session, dst: NodePublic, packet: Uint8Array): void;
+  /** `dst` is the raw 32-byte key (no object per packet on the hot path). */
+  route(from: Session, dst: Uint8Array, packet: Uint8Array, frame: Uint8Array | null): void;
   forward(from: Session, src: NodePublic, dst: NodePublic, packet: Uint8Array): void;
   watch(s: Session): void;
   closePeer(key: NodePublic): void;
@@ -85,7 +85,8 @@ export function isDisco(packet: Uint8Array): boolean {
 
 export class Session {
   key: NodePublic | null = null;
-  keyHex = '';
+  /** The key as a map id (see keyId). */
+  keyId = '';
   info: ClientInfo | null = null;
   state: 'handshake' | 'ready' | 'closed' = 'handshake';
   preferred = false;
@@ -153,7 +154,7 @@ export class Session {
       throw new DerpError('DERP_BAD_MESH_KEY', 'client presented a mesh key that does not match');
     }
     this.key = clientKey;
-    this.keyHex = toHex(clientKey.rawView());
+    this.keyId = keyId(clientKey.rawView());
     this.info = info;
     if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
     this.handshakeTimer = null;
@@ -169,8 +170,8 @@ export class Session {
     switch (f.type) {
       case FrameType.SendPacket: {
         if (!this.admit(f.payload.length + 5)) return;
-        const p = decodeSendPacket(f.payload);
-        this.core.route(this, p.key, p.packet);
+        if (f.payload.length < 32) throw new DerpError('DERP_BAD_FRAME', `SendPacket of ${f.payload.length} bytes has no destination key`);
+        this.core.route(this, f.payload.subarray(0, 32), f.payload.subarray(32), frameInPlace(f.payload));
         return;
       }
       case FrameType.Ping:
@@ -294,4 +295,23 @@ export class Session {
     this.discoQueue.length = 0;
     if (wasReady) this.core.unregister(this);
   }
+}
+
+/** A map id for a raw 32-byte key: its bytes as a latin1 string (native, cheaper than hex). */
+export function keyId(raw: Uint8Array): string {
+  return Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString('latin1');
+}
+
+/**
+ * A SendPacket frame (type 4, dst key, packet) and the RecvPacket frame that delivers it (type 5,
+ * src key, packet) have the same length. When the frame arrived whole, its header still stands in
+ * front of the payload in the received chunk (which the relay owns): the whole frame, to be
+ * rewritten in place instead of copied. Null when the payload was assembled from pieces.
+ */
+export function frameInPlace(payload: Uint8Array): Uint8Array | null {
+  const o = payload.byteOffset;
+  if (o < 5) return null;
+  const f = new Uint8Array(payload.buffer, o - 5, payload.length + 5);
+  const len = ((f[1]! << 24) >>> 0) + (f[2]! << 16) + (f[3]! << 8) + f[4]!;
+  return f[0] === FrameType.SendPacket && len === payload.length ? f : null;
 }

@@ -61,6 +61,9 @@ export function socketConn(sock: Socket, head: Uint8Array): ByteConn {
   };
 }
 
+/** Above this many buffered bytes a WebSocket write asks to be told when it is flushed. */
+const DRAIN_WATCH = 64 << 10;
+
 export function websocketConn(ws: WebSocket, remote: string): ByteConn {
   let closed = false;
   const closers: (() => void)[] = [];
@@ -78,9 +81,12 @@ export function websocketConn(ws: WebSocket, remote: string): ByteConn {
     remote,
     write: (b) => {
       if (closed) return;
-      ws.send(b, { binary: true }, () => {
-        if (ws.bufferedAmount === 0) for (const d of drainers) d();
-      });
+      // Completion callbacks cost an allocation per message: only ask while backed up.
+      if (ws.bufferedAmount < DRAIN_WATCH) ws.send(b, { binary: true });
+      else
+        ws.send(b, { binary: true }, () => {
+          if (ws.bufferedAmount < DRAIN_WATCH) for (const d of drainers) d();
+        });
     },
     bufferedAmount: () => ws.bufferedAmount,
     onData: (cb) =>
