@@ -37,11 +37,16 @@ export function hsalsa20(key: Uint8Array, input16: Uint8Array): Uint8Array {
   return fromWords(out);
 }
 
+/** An X25519 implementation (a CryptoBackend's `x25519`); noble's by default. */
+export type X25519 = (priv: Uint8Array, pub: Uint8Array) => Uint8Array;
+
+const nobleX25519: X25519 = (priv, pub) => x25519.getSharedSecret(priv, pub);
+
 /** crypto_box_beforenm: the shared key for (ourPriv, theirPub), computed once per peer. */
-export function boxBeforenm(theirPub: Uint8Array, ourPriv: Uint8Array): Uint8Array {
+export function boxBeforenm(theirPub: Uint8Array, ourPriv: Uint8Array, dh: X25519 = nobleX25519): Uint8Array {
   let s: Uint8Array;
   try {
-    s = x25519.getSharedSecret(ourPriv, theirPub);
+    s = dh(ourPriv, theirPub);
   } catch (e) {
     throw new CryptoError('CRYPTO_LOW_ORDER', 'box: invalid peer public key', { cause: e });
   }
@@ -68,11 +73,11 @@ export function boxOpenAfternm(shared: Uint8Array, nonce: Uint8Array, boxed: Uin
 }
 
 /** crypto_box: seal `msg` from ourPriv to theirPub. */
-export function boxSeal(msg: Uint8Array, nonce: Uint8Array, theirPub: Uint8Array, ourPriv: Uint8Array): Uint8Array {
-  return boxSealAfternm(boxBeforenm(theirPub, ourPriv), nonce, msg);
+export function boxSeal(msg: Uint8Array, nonce: Uint8Array, theirPub: Uint8Array, ourPriv: Uint8Array, dh?: X25519): Uint8Array {
+  return boxSealAfternm(boxBeforenm(theirPub, ourPriv, dh), nonce, msg);
 }
 
 /** crypto_box_open: the message, or null when it does not authenticate. */
-export function boxOpen(boxed: Uint8Array, nonce: Uint8Array, theirPub: Uint8Array, ourPriv: Uint8Array): Uint8Array | null {
-  return boxOpenAfternm(boxBeforenm(theirPub, ourPriv), nonce, boxed);
+export function boxOpen(boxed: Uint8Array, nonce: Uint8Array, theirPub: Uint8Array, ourPriv: Uint8Array, dh?: X25519): Uint8Array | null {
+  return boxOpenAfternm(boxBeforenm(theirPub, ourPriv, dh), nonce, boxed);
 }

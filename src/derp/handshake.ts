@@ -17,7 +17,7 @@
  *   ServerInfo  {"version":2, "TokenBucketBytesPerSecond":n?, "TokenBucketBytesBurst":n?}
  * On input, names match case-insensitively (as Go's decoder does) and unknown fields are ignored.
  */
-import { boxOpen, boxSeal, BOX_OVERHEAD } from '../crypto/box.ts';
+import { boxOpen, boxSeal, BOX_OVERHEAD, type X25519 } from '../crypto/box.ts';
 import type { RandomSource } from '../crypto/backend.ts';
 import { concatBytes, fromHex, toHex } from '../crypto/bytes.ts';
 import { NodePublic, type NodePrivate } from '../key/keys.ts';
@@ -49,18 +49,18 @@ export interface ServerInfo {
 
 const utf8 = new TextEncoder();
 
-function seal(ourPriv: NodePrivate, theirPub: NodePublic, msg: Uint8Array, random: RandomSource): Uint8Array {
+function seal(ourPriv: NodePrivate, theirPub: NodePublic, msg: Uint8Array, random: RandomSource, dh?: X25519): Uint8Array {
   const nonce = random(NONCE_LEN);
   if (nonce.length !== NONCE_LEN) throw new DerpError('DERP_BAD_FRAME', 'random source returned the wrong length');
-  return concatBytes(nonce, boxSeal(msg, nonce, theirPub.rawView(), ourPriv.rawView()));
+  return concatBytes(nonce, boxSeal(msg, nonce, theirPub.rawView(), ourPriv.rawView(), dh));
 }
 
 /** Opens nonce(24) || box; DERP_BAD_BOX for every failure, including a low-order peer key. */
-function open(ourPriv: NodePrivate, theirPub: NodePublic, sealed: Uint8Array, what: string): Uint8Array {
+function open(ourPriv: NodePrivate, theirPub: NodePublic, sealed: Uint8Array, what: string, dh?: X25519): Uint8Array {
   if (sealed.length < NONCE_LEN + BOX_OVERHEAD) throw new DerpError('DERP_BAD_FRAME', `${what} is too short to hold a sealed message`);
   let msg: Uint8Array | null;
   try {
-    msg = boxOpen(sealed.subarray(NONCE_LEN), sealed.subarray(0, NONCE_LEN), theirPub.rawView(), ourPriv.rawView());
+    msg = boxOpen(sealed.subarray(NONCE_LEN), sealed.subarray(0, NONCE_LEN), theirPub.rawView(), ourPriv.rawView(), dh);
   } catch (e) {
     throw new DerpError('DERP_BAD_BOX', `${what}: cannot open the box from ${theirPub.short()}`, { cause: e });
   }
@@ -149,11 +149,12 @@ export function openClientInfo(
   serverPriv: NodePrivate,
   payload: Uint8Array,
   maxBytes: number = MAX_CLIENT_INFO_LEN,
+  dh?: X25519,
 ): { clientKey: NodePublic; info: ClientInfo } {
   if (payload.length > maxBytes) throw new DerpError('DERP_INFO_TOO_LARGE', `ClientInfo of ${payload.length} bytes is over ${maxBytes}`);
   if (payload.length < KEY_LEN + NONCE_LEN + BOX_OVERHEAD) throw new DerpError('DERP_BAD_FRAME', `ClientInfo of ${payload.length} bytes is too short`);
   const clientKey = NodePublic.fromRaw(payload.subarray(0, KEY_LEN));
-  const obj = parseObject(open(serverPriv, clientKey, payload.subarray(KEY_LEN), 'ClientInfo'), 'ClientInfo');
+  const obj = parseObject(open(serverPriv, clientKey, payload.subarray(KEY_LEN), 'ClientInfo', dh), 'ClientInfo');
   const what = 'ClientInfo';
   const version = intField(obj, 'version', what) ?? 0;
   const info: ClientInfo = { version, canAckPings: boolField(obj, 'CanAckPings', what) ?? false };
@@ -182,8 +183,9 @@ export function sealServerInfo(
   clientPub: NodePublic,
   info: Partial<ServerInfo>,
   random: RandomSource,
+  dh?: X25519,
 ): Uint8Array {
-  return seal(serverPriv, clientPub, utf8.encode(serverInfoJSON(info)), random);
+  return seal(serverPriv, clientPub, utf8.encode(serverInfoJSON(info)), random, dh);
 }
 
 /**

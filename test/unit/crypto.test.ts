@@ -164,6 +164,8 @@ describe('NaCl box', () => {
   });
   it('seal matches box.c and open matches box2.c', () => {
     expect(toHex(boxSeal(MSG, NONCE, BOB_PUB, ALICE_PRIV))).toBe(toHex(BOXED));
+    expect(toHex(boxSeal(MSG, NONCE, BOB_PUB, ALICE_PRIV, nodeBackend.x25519))).toBe(toHex(BOXED));
+    expect(toHex(boxOpen(BOXED, NONCE, ALICE_PUB, BOB_PRIV, nodeBackend.x25519)!)).toBe(toHex(MSG));
     expect(toHex(boxOpen(BOXED, NONCE, ALICE_PUB, BOB_PRIV)!)).toBe(toHex(MSG));
   });
   it('open rejects tampering and short input', () => {

@@ -29,6 +29,7 @@ import {
 } from '../../../src/derp/frames.ts';
 import { openClientInfo, sealServerInfo, type ClientInfo } from '../../../src/derp/handshake.ts';
 import type { ByteConn } from './transport.ts';
+import { nodeBackend } from '../crypto/node-backend.ts';
 
 export interface RelayLimits {
   handshakeTimeoutMs: number;
@@ -149,7 +150,7 @@ export class Session {
 
   private onHandshake(f: DerpFrame): void {
     if (f.type !== FrameType.ClientInfo) throw new DerpError('DERP_UNEXPECTED_FRAME', `expected ClientInfo, got frame type 0x${f.type.toString(16)}`);
-    const { clientKey, info } = openClientInfo(this.core.privateKey, f.payload, this.core.limits.maxClientInfoBytes);
+    const { clientKey, info } = openClientInfo(this.core.privateKey, f.payload, this.core.limits.maxClientInfoBytes, nodeBackend.x25519);
     if (info.meshKey && (!this.core.meshKey || !equalBytes(info.meshKey, this.core.meshKey))) {
       throw new DerpError('DERP_BAD_MESH_KEY', 'client presented a mesh key that does not match');
     }
@@ -160,7 +161,7 @@ export class Session {
     this.handshakeTimer = null;
     const l = this.core.limits;
     const rate = l.rateBytesPerSec > 0 && !this.isMesh ? { tokenBucketBytesPerSecond: l.rateBytesPerSec, tokenBucketBytesBurst: l.burstBytes } : {};
-    this.conn.write(encodeServerInfo(sealServerInfo(this.core.privateKey, clientKey, { version: 2, ...rate }, this.core.random)));
+    this.conn.write(encodeServerInfo(sealServerInfo(this.core.privateKey, clientKey, { version: 2, ...rate }, this.core.random, nodeBackend.x25519)));
     this.state = 'ready';
     this.core.register(this);
     this.scheduleKeepalive();
