@@ -5,13 +5,18 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { connect } from 'node:net';
+import { WebSocket } from 'ws';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { NodePrivate, NodePublic } from '../../src/key/keys.ts';
 import { equalBytes } from '../../src/crypto/bytes.ts';
 import { startRelay, type RelayServer } from '../../gateway/src/relay/server.ts';
 import { dialDerp, type DerpConnection, type DerpTransport } from '../../gateway/src/relay/dial.ts';
-import { FrameType, PeerGoneReason, encodeFrame } from '../../src/derp/frames.ts';
+import { FrameReader, FrameType, PeerGoneReason, encodeFrame, encodeSendPacket, decodeRecvPacket } from '../../src/derp/frames.ts';
 import { sealClientInfo } from '../../src/derp/handshake.ts';
 import { cryptoRandom } from '../../src/crypto/backend.ts';
 import { DerpLink } from '../../gateway/src/relay/link.ts';
@@ -36,7 +41,7 @@ interface Peer {
   gone: { key: NodePublic; reason: number }[];
 }
 
-async function peer(r: RelayServer, transport: DerpTransport, key = NodePrivate.generate()): Promise<Peer> {
+async function peer(r: RelayServer, transport: DerpTransport, key = NodePrivate.generate(), ca?: Buffer): Promise<Peer> {
   const got: Peer['got'] = [];
   const gone: Peer['gone'] = [];
   const conn = dialDerp({
@@ -44,6 +49,7 @@ async function peer(r: RelayServer, transport: DerpTransport, key = NodePrivate.
     transport,
     privateKey: key,
     serverPublicKey: r.publicKey,
+    ...(ca ? { ca } : {}),
     events: { packet: (src, p) => got.push({ src, packet: Uint8Array.from(p) }), peerGone: (k, reason) => gone.push({ key: k, reason }) },
   });
   conns.push(conn);
@@ -301,5 +307,69 @@ describe('pierce relay (DERP v2)', () => {
     a.conn.client.sendPacket(b.key.public(), Uint8Array.of(8), performance.now());
     await until(() => b.got.length === 1);
     for (const s of socks) s.destroy();
+  });
+
+  it('parses frames by length across WebSocket messages: split and shared messages both work', async () => {
+    const r = await relay();
+    const b = await peer(r, 'websocket');
+    const key = NodePrivate.generate();
+    const ws = new WebSocket(r.url.replace(/^http/, 'ws'), ['derp'], { perMessageDeflate: false });
+    const reader = new FrameReader();
+    const frames: { type: number; payload: Uint8Array }[] = [];
+    ws.on('message', (d: Buffer) => frames.push(...reader.push(Uint8Array.from(d))));
+    await new Promise<void>((res, rej) => {
+      ws.once('open', () => res());
+      ws.once('error', rej);
+    });
+    try {
+      const info = encodeFrame(FrameType.ClientInfo, sealClientInfo(key, r.publicKey, { version: 2 }, cryptoRandom));
+      // The ClientInfo frame in three messages, cut inside the header and inside the payload.
+      ws.send(info.subarray(0, 3));
+      ws.send(info.subarray(3, 40));
+      ws.send(info.subarray(40));
+      await until(() => r.clientKeys().length === 2);
+      // Two SendPacket frames and half of a third in one message, the rest in the next.
+      const f1 = encodeSendPacket(b.key.public(), Uint8Array.of(1));
+      const f2 = encodeSendPacket(b.key.public(), Uint8Array.of(2));
+      const f3 = encodeSendPacket(b.key.public(), new Uint8Array(500).fill(3));
+      const all = new Uint8Array(f1.length + f2.length + f3.length);
+      all.set(f1, 0);
+      all.set(f2, f1.length);
+      all.set(f3, f1.length + f2.length);
+      const cut = f1.length + f2.length + 100;
+      ws.send(all.subarray(0, cut));
+      ws.send(all.subarray(cut));
+      await until(() => b.got.length === 3);
+      expect(b.got.map((g) => [g.packet[0], g.packet.length])).toEqual([[1, 1], [2, 1], [3, 500]]);
+      expect(b.got.every((g) => g.src.equals(key.public()))).toBe(true);
+      // The relay's own frames arrive and parse too (ServerKey, ServerInfo; a packet back).
+      b.conn.client.sendPacket(key.public(), Uint8Array.of(9), performance.now());
+      await until(() => frames.some((f) => f.type === FrameType.RecvPacket));
+      const rp = decodeRecvPacket(frames.find((f) => f.type === FrameType.RecvPacket)!.payload);
+      expect(rp.key.equals(b.key.public()) && rp.packet[0] === 9).toBe(true);
+      expect(frames[0]!.type).toBe(FrameType.ServerKey);
+    } finally {
+      ws.close();
+    }
+  });
+
+  it('serves DERP over TLS (wss:// and https:// with Upgrade: DERP)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pierce-tls-'));
+    try {
+      execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')], { stdio: 'ignore' });
+      const cert = readFileSync(join(dir, 'cert.pem'));
+      const r = await relay({ tls: { cert, key: readFileSync(join(dir, 'key.pem')) } });
+      expect(r.url.startsWith('https://')).toBe(true);
+      const a = await peer(r, 'websocket', NodePrivate.generate(), cert);
+      const b = await peer(r, 'derp', NodePrivate.generate(), cert);
+      a.conn.client.sendPacket(b.key.public(), Uint8Array.of(6), performance.now());
+      await until(() => b.got.length === 1);
+      // Without trusting the certificate the connection is refused.
+      const untrusted = dialDerp({ url: r.url, transport: 'websocket', privateKey: NodePrivate.generate() });
+      conns.push(untrusted);
+      await expect(untrusted.ready).rejects.toThrow();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

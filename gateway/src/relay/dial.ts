@@ -20,6 +20,8 @@ export interface DialOptions extends Omit<DerpClientOptions, 'send' | 'random'> 
   transport?: DerpTransport;
   random?: DerpClientOptions['random'];
   timeoutMs?: number;
+  /** Extra CA certificate(s) to trust for https/wss relays (e.g. a self-signed one). */
+  ca?: string | Buffer;
 }
 
 export interface DerpConnection {
@@ -82,7 +84,7 @@ export function dialDerp(opts: DialOptions): DerpConnection {
   };
 
   if (transport === 'websocket') {
-    const ws = new WebSocket(opts.url.replace(/^http/, 'ws'), ['derp'], { perMessageDeflate: false, handshakeTimeout: opts.timeoutMs ?? 10_000 });
+    const ws = new WebSocket(opts.url.replace(/^http/, 'ws'), ['derp'], { perMessageDeflate: false, handshakeTimeout: opts.timeoutMs ?? 10_000, ...(opts.ca ? { ca: opts.ca } : {}) });
     ws.binaryType = 'nodebuffer';
     writer = (b) => ws.readyState === WebSocket.OPEN && ws.send(b);
     closer = () => ws.close();
@@ -99,6 +101,7 @@ export function dialDerp(opts: DialOptions): DerpConnection {
       method: 'GET',
       headers: { Upgrade: 'DERP', Connection: 'Upgrade' },
       timeout: opts.timeoutMs ?? 10_000,
+      ...(opts.ca ? { ca: opts.ca } : {}),
     });
     req.on('upgrade', (res, socket: Socket, head: Buffer) => {
       if (res.headers['derp-version'] !== '2') {
