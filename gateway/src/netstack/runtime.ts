@@ -22,6 +22,7 @@ function connectionSummary(c: TcpConnection): string {
 export class StackRuntime implements TunnelNet {
   readonly stack: Stack;
   private timer: NodeJS.Timeout | NodeJS.Immediate | null = null;
+  private timerIsImmediate = false;
   private timerAt = Infinity;
   private stopped = false;
 
@@ -58,14 +59,14 @@ export class StackRuntime implements TunnelNet {
       this.reschedule();
     };
     // Due now (e.g. an ACK owed for a burst): run after this batch of I/O, not 1 ms later.
-    if (delay <= 0) this.timer = setImmediate(fire);
-    else this.timer = setTimeout(fire, delay);
+    this.timerIsImmediate = delay <= 0;
+    this.timer = this.timerIsImmediate ? setImmediate(fire) : setTimeout(fire, delay);
   }
 
   private cancel(): void {
     if (this.timer === null) return;
-    if ('hasRef' in this.timer && typeof (this.timer as NodeJS.Timeout).refresh === 'function') clearTimeout(this.timer as NodeJS.Timeout);
-    else clearImmediate(this.timer as NodeJS.Immediate);
+    if (this.timerIsImmediate) clearImmediate(this.timer as NodeJS.Immediate);
+    else clearTimeout(this.timer as NodeJS.Timeout);
     this.timer = null;
   }
 
