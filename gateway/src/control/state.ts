@@ -1,0 +1,446 @@
+/**
+ * The control server's state: users, auth keys, API keys, nodes, the policy and pending
+ * interactive registrations. Everything is held in memory and written through to the Store;
+ * the netmap (who sees whom, filters, deltas) is fed from here.
+ */
+import { NodePublic, DiscoPublic } from '../../../src/key/keys.ts';
+import { PierceError } from '../../../src/errors.ts';
+import { sanitizeHostname, type RegisterRequest, type RelayMap } from '../../../src/control/messages.ts';
+import { canOwnTag, checkPolicy, type Policy } from '../../../src/policy/index.ts';
+import type { AuthKeyRecord, NodeRecord, Store, UserRecord } from '../store/types.ts';
+import { AddressAllocator } from './addresses.ts';
+import { Netmap } from './netmap.ts';
+import { hashSecret, newSecret, secretId, secretMatches } from './secrets.ts';
+
+/** Tailscale's default: everyone reaches everything. Used until a policy is set. */
+export const DEFAULT_POLICY = `{
+  // The default policy: every node may reach every other node on every port.
+  "acls": [{ "action": "accept", "src": ["*"], "dst": ["*:*"] }],
+}
+`;
+
+export class ControlStateError extends PierceError {}
+
+export interface ControlOptions {
+  store: Store;
+  relays: RelayMap;
+  serverUrl: string;
+  /** Node key lifetime in ms (default 180 days); 0 disables expiry. Tagged nodes never expire. */
+  keyExpiryMs?: number;
+  /** How long an ephemeral node survives a disconnect (default 10 minutes). */
+  ephemeralTimeoutMs?: number;
+  now?: () => number;
+  log?: (msg: string) => void;
+}
+
+export interface PendingRegistration {
+  id: string;
+  machineKey: string;
+  req: RegisterRequest;
+  createdAt: number;
+  resolve: (node: NodeRecord) => void;
+  reject: (e: Error) => void;
+  promise: Promise<NodeRecord>;
+}
+
+export type RegisterResult = { status: 'ok'; node: NodeRecord } | { status: 'needs-login'; pending: PendingRegistration };
+
+export class ControlState {
+  readonly netmap: Netmap;
+  readonly users = new Map<number, UserRecord>();
+  readonly authKeys = new Map<string, AuthKeyRecord>();
+  readonly nodes = new Map<number, NodeRecord>();
+  readonly pending = new Map<string, PendingRegistration>();
+  policy!: Policy;
+  policyText = DEFAULT_POLICY;
+  private readonly byMachine = new Map<string, NodeRecord>();
+  private readonly addrs = new AddressAllocator();
+  private readonly timers = new Map<number, NodeJS.Timeout>();
+  private expiryTimer: NodeJS.Timeout | undefined;
+  readonly now: () => number;
+  readonly keyExpiryMs: number;
+  readonly ephemeralTimeoutMs: number;
+  private readonly log: (msg: string) => void;
+
+  constructor(readonly opts: ControlOptions) {
+    this.netmap = new Netmap({ relays: opts.relays });
+    this.now = opts.now ?? Date.now;
+    this.keyExpiryMs = opts.keyExpiryMs ?? 180 * 86_400_000;
+    this.ephemeralTimeoutMs = opts.ephemeralTimeoutMs ?? 10 * 60_000;
+    this.log = opts.log ?? (() => {});
+  }
+
+  get store(): Store {
+    return this.opts.store;
+  }
+
+  /** Loads everything from the store and builds the netmap. */
+  async load(policyOverride?: string): Promise<void> {
+    for (const u of await this.store.listUsers()) this.users.set(u.id, u);
+    for (const k of await this.store.listAuthKeys()) this.authKeys.set(k.id, k);
+    const stored = await this.store.currentPolicy();
+    const text = policyOverride ?? stored?.text ?? DEFAULT_POLICY;
+    const { policy, failures } = checkPolicy(text);
+    if (failures.length) throw new ControlStateError('POLICY_TESTS_FAILED', failures.map((f) => f.message).join('\n'));
+    this.policy = policy;
+    this.policyText = text;
+    if (policyOverride !== undefined && stored?.text !== policyOverride) await this.store.savePolicy(policyOverride, this.now());
+    this.netmap.setPolicy(policy);
+    const start = this.now();
+    for (const n of await this.store.listNodes()) {
+      this.nodes.set(n.id, n);
+      this.byMachine.set(n.machineKey, n);
+      this.addrs.hold(n.ipv4);
+      if (this.isActive(n)) this.netmap.upsert(n, this.userName(n.userId));
+      // Ephemeral nodes are offline now; they go unless they come back in time.
+      if (n.ephemeral) this.scheduleEphemeral(n.id, (n.lastSeen ?? start) + this.ephemeralTimeoutMs);
+    }
+    this.scheduleExpiry();
+  }
+
+  close(): void {
+    for (const t of this.timers.values()) clearTimeout(t);
+    clearTimeout(this.expiryTimer);
+    for (const p of this.pending.values()) p.reject(new ControlStateError('SHUTTING_DOWN', 'control is shutting down'));
+  }
+
+  userName(id: number): string | undefined {
+    return this.users.get(id)?.name;
+  }
+
+  userByName(name: string): UserRecord | undefined {
+    for (const u of this.users.values()) if (u.name === name) return u;
+    return undefined;
+  }
+
+  isExpired(n: NodeRecord): boolean {
+    return n.keyExpiry !== null && n.keyExpiry <= this.now();
+  }
+
+  isActive(n: NodeRecord): boolean {
+    return !n.loggedOut && !this.isExpired(n);
+  }
+
+  // ---- users ----
+
+  async createUser(name: string): Promise<UserRecord> {
+    if (!/^[^\s:]{1,100}$/.test(name)) throw new ControlStateError('BAD_USER', `user name "${name}" must be 1-100 characters without spaces or colons (e.g. alice@example.com)`);
+    if (this.userByName(name)) throw new ControlStateError('USER_EXISTS', `user "${name}" already exists`);
+    const u = await this.store.createUser(name, this.now());
+    this.users.set(u.id, u);
+    return u;
+  }
+
+  async deleteUser(name: string): Promise<void> {
+    const u = this.userByName(name);
+    if (!u) throw new ControlStateError('NOT_FOUND', `no user "${name}"`);
+    if ([...this.nodes.values()].some((n) => n.userId === u.id)) throw new ControlStateError('USER_HAS_NODES', `user "${name}" still owns nodes; delete them first`);
+    await this.store.deleteUser(u.id);
+    this.users.delete(u.id);
+    for (const [id, k] of this.authKeys) if (k.userId === u.id) this.authKeys.delete(id);
+  }
+
+  // ---- auth keys ----
+
+  async createAuthKey(o: { user: string; reusable?: boolean; ephemeral?: boolean; tags?: string[]; expiryMs?: number; description?: string }): Promise<{ key: string; record: AuthKeyRecord }> {
+    const u = this.userByName(o.user);
+    if (!u) throw new ControlStateError('NOT_FOUND', `no user "${o.user}"`);
+    const tags = o.tags ?? [];
+    this.checkTags(u.name, tags);
+    const s = newSecret('pak');
+    const now = this.now();
+    const record: AuthKeyRecord = {
+      id: s.id,
+      hash: s.hash,
+      userId: u.id,
+      reusable: o.reusable ?? false,
+      ephemeral: o.ephemeral ?? false,
+      tags,
+      createdAt: now,
+      expiresAt: now + (o.expiryMs ?? 90 * 86_400_000),
+      revokedAt: null,
+      usedCount: 0,
+      description: o.description ?? '',
+    };
+    await this.store.createAuthKey(record);
+    this.authKeys.set(record.id, record);
+    return { key: s.key, record };
+  }
+
+  async revokeAuthKey(id: string): Promise<void> {
+    const k = this.authKeys.get(id);
+    if (!k) throw new ControlStateError('NOT_FOUND', `no auth key "${id}"`);
+    k.revokedAt = this.now();
+    await this.store.updateAuthKey(id, { revokedAt: k.revokedAt });
+  }
+
+  private checkTags(user: string, tags: string[]): void {
+    for (const t of tags) {
+      if (!/^tag:[a-zA-Z0-9-]+$/.test(t)) throw new ControlStateError('BAD_TAG', `"${t}" is not a tag (tag:name)`);
+      if (!canOwnTag(this.policy, user, t)) throw new ControlStateError('TAG_NOT_OWNED', `user "${user}" may not apply ${t}: not in the policy's tagOwners`);
+    }
+  }
+
+  private authKeyFor(text: string): AuthKeyRecord {
+    const id = secretId(text, 'pak');
+    const k = id === undefined ? undefined : this.authKeys.get(id);
+    if (!k || !secretMatches(text, k.hash)) throw new ControlStateError('AUTH_KEY_INVALID', 'invalid auth key');
+    if (k.revokedAt !== null) throw new ControlStateError('AUTH_KEY_REVOKED', `auth key ${k.id} was revoked`);
+    if (k.expiresAt !== null && k.expiresAt <= this.now()) throw new ControlStateError('AUTH_KEY_EXPIRED', `auth key ${k.id} has expired`);
+    if (!k.reusable && k.usedCount > 0) throw new ControlStateError('AUTH_KEY_USED', `auth key ${k.id} was already used (it is single-use)`);
+    return k;
+  }
+
+  // ---- registration ----
+
+  /**
+   * Registers (or re-authenticates, or renews) the node of `machineKey`. Without an auth key
+   * an unknown node gets a pending registration an admin approves.
+   */
+  async register(machineKey: string, req: RegisterRequest): Promise<RegisterResult> {
+    NodePublic.parse(req.nodeKey); // typed KeyError when malformed
+    if (req.oldNodeKey !== undefined) NodePublic.parse(req.oldNodeKey);
+    const existing = this.byMachine.get(machineKey);
+    for (const n of this.nodes.values()) {
+      if (n.nodeKey === req.nodeKey && n.machineKey !== machineKey) throw new ControlStateError('NODE_KEY_IN_USE', 'this node key belongs to another machine');
+    }
+    if (existing && !existing.loggedOut && !this.isExpired(existing) && req.authKey === undefined) {
+      if (existing.nodeKey === req.nodeKey) return { status: 'ok', node: await this.touchHostname(existing, req.hostname) };
+      if (req.oldNodeKey === existing.nodeKey) {
+        // Key renewal: the machine proves itself with the Noise handshake and names its old key.
+        return { status: 'ok', node: await this.updateNode(existing, { nodeKey: req.nodeKey, keyExpiry: this.expiryFor(existing.tags) }) };
+      }
+    }
+    if (req.authKey !== undefined) {
+      const k = this.authKeyFor(req.authKey);
+      const user = this.users.get(k.userId)!;
+      const tags = k.tags.length ? k.tags : (req.tags ?? []);
+      if (!k.tags.length) this.checkTags(user.name, tags);
+      const node = await this.upsertNode(machineKey, req, user.id, tags, k.ephemeral || (req.ephemeral ?? false), k.id);
+      k.usedCount++;
+      await this.store.updateAuthKey(k.id, { usedCount: k.usedCount });
+      return { status: 'ok', node };
+    }
+    for (const p of this.pending.values()) if (p.machineKey === machineKey) {
+      p.req = req;
+      return { status: 'needs-login', pending: p };
+    }
+    let resolve!: (n: NodeRecord) => void;
+    let reject!: (e: Error) => void;
+    const promise = new Promise<NodeRecord>((a, b) => ((resolve = a), (reject = b)));
+    promise.catch(() => {});
+    const id = newSecret('pak').id + newSecret('pak').id;
+    const p: PendingRegistration = { id, machineKey, req, createdAt: this.now(), resolve, reject, promise };
+    this.pending.set(id, p);
+    this.log(`registration ${id} from ${req.hostname} waits for approval: ${this.opts.serverUrl}/register/${id}`);
+    return { status: 'needs-login', pending: p };
+  }
+
+  /** An admin approves a pending interactive registration as `user`. */
+  async approve(id: string, userName: string): Promise<NodeRecord> {
+    const p = this.pending.get(id);
+    if (!p) throw new ControlStateError('NOT_FOUND', `no pending registration "${id}"`);
+    const u = this.userByName(userName);
+    if (!u) throw new ControlStateError('NOT_FOUND', `no user "${userName}"`);
+    const tags = p.req.tags ?? [];
+    this.checkTags(u.name, tags);
+    const node = await this.upsertNode(p.machineKey, p.req, u.id, tags, p.req.ephemeral ?? false, null);
+    this.pending.delete(id);
+    p.resolve(node);
+    return node;
+  }
+
+  private expiryFor(tags: string[]): number | null {
+    return tags.length > 0 || this.keyExpiryMs === 0 ? null : this.now() + this.keyExpiryMs;
+  }
+
+  private uniqueName(hostname: string, selfId?: number): string {
+    const base = sanitizeHostname(hostname);
+    const taken = new Set<string>();
+    for (const n of this.nodes.values()) if (n.id !== selfId) taken.add(n.name);
+    if (!taken.has(base)) return base;
+    for (let i = 1; ; i++) if (!taken.has(`${base}-${i}`)) return `${base}-${i}`;
+  }
+
+  private async touchHostname(n: NodeRecord, hostname: string): Promise<NodeRecord> {
+    if (n.hostname === hostname) return n;
+    return this.updateNode(n, { hostname, name: this.uniqueName(hostname, n.id) });
+  }
+
+  private async upsertNode(machineKey: string, req: RegisterRequest, userId: number, tags: string[], ephemeral: boolean, authKeyId: string | null): Promise<NodeRecord> {
+    const existing = this.byMachine.get(machineKey);
+    if (existing) {
+      return this.updateNode(existing, {
+        nodeKey: req.nodeKey,
+        userId,
+        tags,
+        ephemeral,
+        authKeyId,
+        hostname: req.hostname,
+        name: existing.hostname === req.hostname ? existing.name : this.uniqueName(req.hostname, existing.id),
+        keyExpiry: this.expiryFor(tags),
+        loggedOut: false,
+      });
+    }
+    const a = this.addrs.allocate();
+    const now = this.now();
+    const rec = await this.store.insertNode({
+      machineKey,
+      nodeKey: req.nodeKey,
+      discoKey: DiscoPublic.fromRaw(new Uint8Array(32)).toString(),
+      name: this.uniqueName(req.hostname),
+      hostname: req.hostname,
+      userId,
+      tags,
+      ipv4: a.ipv4,
+      ipv6: a.ipv6,
+      ephemeral,
+      authKeyId,
+      createdAt: now,
+      keyExpiry: this.expiryFor(tags),
+      lastSeen: null,
+      loggedOut: false,
+    });
+    this.nodes.set(rec.id, rec);
+    this.byMachine.set(machineKey, rec);
+    this.netmap.upsert(rec, this.userName(userId));
+    this.scheduleExpiry();
+    return rec;
+  }
+
+  /** Applies a change to a node, in the store, in memory and in the netmap. */
+  async updateNode(n: NodeRecord, patch: Partial<NodeRecord>): Promise<NodeRecord> {
+    await this.store.updateNode(n.id, patch);
+    const rec: NodeRecord = { ...n, ...patch };
+    this.nodes.set(rec.id, rec);
+    this.byMachine.set(rec.machineKey, rec);
+    if (this.isActive(rec)) this.netmap.upsert(rec, this.userName(rec.userId));
+    else this.netmap.remove(rec.id);
+    this.scheduleExpiry();
+    return rec;
+  }
+
+  async deleteNode(id: number): Promise<void> {
+    const n = this.nodes.get(id);
+    if (!n) throw new ControlStateError('NOT_FOUND', `no node ${id}`);
+    await this.store.deleteNode(id);
+    this.nodes.delete(id);
+    this.byMachine.delete(n.machineKey);
+    this.addrs.release(n.ipv4);
+    clearTimeout(this.timers.get(id));
+    this.timers.delete(id);
+    this.netmap.remove(id);
+    this.onNodeGone?.(id, 'NODE_DELETED', 'this node was deleted');
+  }
+
+  /** Set by the server: closes a node's session when it is deleted, expired or logged out. */
+  onNodeGone: ((id: number, code: string, message: string) => void) | undefined;
+
+  async logout(id: number): Promise<void> {
+    const n = this.nodes.get(id);
+    if (!n) return;
+    if (n.ephemeral) return this.deleteNode(id);
+    await this.updateNode(n, { loggedOut: true, keyExpiry: this.now() });
+  }
+
+  async expireNode(id: number): Promise<void> {
+    const n = this.nodes.get(id);
+    if (!n) throw new ControlStateError('NOT_FOUND', `no node ${id}`);
+    await this.updateNode(n, { keyExpiry: this.now() });
+    this.onNodeGone?.(id, 'NODE_KEY_EXPIRED', 'the node key expired; register again');
+  }
+
+  async setTags(id: number, tags: string[]): Promise<NodeRecord> {
+    const n = this.nodes.get(id);
+    if (!n) throw new ControlStateError('NOT_FOUND', `no node ${id}`);
+    this.checkTags(this.userName(n.userId) ?? '', tags);
+    return this.updateNode(n, { tags, keyExpiry: tags.length ? null : (n.keyExpiry ?? this.expiryFor(tags)) });
+  }
+
+  async rename(id: number, name: string): Promise<NodeRecord> {
+    const n = this.nodes.get(id);
+    if (!n) throw new ControlStateError('NOT_FOUND', `no node ${id}`);
+    const clean = sanitizeHostname(name);
+    if ([...this.nodes.values()].some((o) => o.id !== id && o.name === clean)) throw new ControlStateError('NAME_TAKEN', `name "${clean}" is taken`);
+    return this.updateNode(n, { name: clean });
+  }
+
+  // ---- presence ----
+
+  /** A node's map stream closed. Ephemeral nodes are deleted after the timeout. */
+  async disconnected(id: number): Promise<void> {
+    const n = this.nodes.get(id);
+    if (!n) return;
+    const now = this.now();
+    n.lastSeen = now;
+    await this.store.updateNode(id, { lastSeen: now });
+    if (n.ephemeral) this.scheduleEphemeral(id, now + this.ephemeralTimeoutMs);
+  }
+
+  connected(id: number): void {
+    clearTimeout(this.timers.get(id));
+    this.timers.delete(id);
+  }
+
+  private scheduleEphemeral(id: number, at: number): void {
+    clearTimeout(this.timers.get(id));
+    const t = setTimeout(() => {
+      this.timers.delete(id);
+      if (this.netmap.isOnline(id) || !this.nodes.has(id)) return;
+      this.log(`ephemeral node ${id} deleted after ${this.ephemeralTimeoutMs} ms offline`);
+      void this.deleteNode(id).catch((e) => this.log(`deleting ephemeral node ${id}: ${(e as Error).message}`));
+    }, Math.max(0, at - this.now()));
+    t.unref();
+    this.timers.set(id, t);
+  }
+
+  /** Drops nodes whose key expired from the netmap, at the next expiry time. */
+  private scheduleExpiry(): void {
+    clearTimeout(this.expiryTimer);
+    let next = Infinity;
+    const now = this.now();
+    for (const n of this.nodes.values()) {
+      if (n.keyExpiry === null || n.loggedOut) continue;
+      if (n.keyExpiry <= now) {
+        if (this.netmap.node(n.id)) {
+          this.netmap.remove(n.id);
+          this.onNodeGone?.(n.id, 'NODE_KEY_EXPIRED', 'the node key expired; register again');
+        }
+      } else next = Math.min(next, n.keyExpiry);
+    }
+    if (next === Infinity) return;
+    this.expiryTimer = setTimeout(() => this.scheduleExpiry(), Math.min(next - now + 1, 2 ** 31 - 1));
+    this.expiryTimer.unref();
+  }
+
+  // ---- policy ----
+
+  /** Validates and applies a new policy; a policy whose tests fail is refused, the old one stays. */
+  async setPolicy(text: string): Promise<{ rules: number; tests: number }> {
+    const { policy, failures } = checkPolicy(text);
+    if (failures.length) {
+      throw new ControlStateError('POLICY_TESTS_FAILED', `policy tests failed; the running policy stays:\n${failures.map((f) => `  ${f.message}`).join('\n')}`);
+    }
+    await this.store.savePolicy(text, this.now());
+    this.policy = policy;
+    this.policyText = text;
+    this.netmap.setPolicy(policy);
+    return { rules: policy.acls.length, tests: policy.tests.length };
+  }
+
+  /** Checks an API key against the store (keys made offline by `pierce control apikey` count). */
+  async checkApiKey(key: string): Promise<boolean> {
+    const id = secretId(key, 'papi');
+    if (id === undefined) return false;
+    const k = (await this.store.listApiKeys()).find((x) => x.id === id);
+    if (!k || k.revokedAt !== null || (k.expiresAt !== null && k.expiresAt <= this.now())) return false;
+    return secretMatches(key, k.hash);
+  }
+}
+
+/** Makes an API key in a store (used by the server and offline by `pierce control apikey`). */
+export async function createApiKey(store: Store, now: number, description = '', expiryMs?: number): Promise<{ id: string; key: string }> {
+  const s = newSecret('papi');
+  await store.createApiKey({ id: s.id, hash: hashSecret(s.key), createdAt: now, expiresAt: expiryMs ? now + expiryMs : null, revokedAt: null, description });
+  return { id: s.id, key: s.key };
+}

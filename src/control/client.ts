@@ -1,0 +1,177 @@
+/**
+ * The node side of the control protocol, for browsers and Node alike: one connection
+ * (`ControlConnection`: WebSocket + Noise IK + framing + JSON messages) and the netmap view a
+ * node keeps by applying the full map and then each delta (`NetmapView`).
+ *
+ * The WebSocket constructor is injected (browsers pass `WebSocket`, Node 20 passes `ws`), so
+ * this file touches no platform API except `fetch` for `/key`.
+ */
+import type { CryptoBackend, RandomSource } from '../crypto/backend.ts';
+import { MachinePublic, type MachinePrivate } from '../key/keys.ts';
+import { finishInitiator, initiate, type NoiseSession } from './noise.ts';
+import { Reassembler, decodeJson, encodeJson, sealMessage } from './framing.ts';
+import {
+  CONTROL_PROLOGUE,
+  CONTROL_PROTOCOL_VERSION,
+  CONTROL_SUBPROTOCOL,
+  ControlError,
+  parseServerMessage,
+  type ClientMessage,
+  type MapResponse,
+  type PeerInfo,
+  type RelayMap,
+  type SelfInfo,
+  type ServerMessage,
+} from './messages.ts';
+import type { PacketFilter } from '../policy/types.ts';
+
+/** The subset of the WebSocket API used here (browser WebSocket and `ws` both have it). */
+export interface WebSocketLike {
+  binaryType: string;
+  readonly protocol: string;
+  onopen: ((ev: unknown) => void) | null;
+  onmessage: ((ev: { data: unknown }) => void) | null;
+  onclose: ((ev: { code: number; reason: string }) => void) | null;
+  onerror: ((ev: unknown) => void) | null;
+  send(data: Uint8Array): void;
+  close(code?: number, reason?: string): void;
+}
+export type WebSocketCtor = new (url: string, protocols: string | string[]) => WebSocketLike;
+
+/** Fetches the server's static key from `/key` (to pin on first use). */
+export async function fetchServerKey(baseUrl: string): Promise<MachinePublic> {
+  const res = await fetch(new URL('/key', baseUrl));
+  if (!res.ok) throw new ControlError('CONTROL_KEY_FETCH', `GET ${baseUrl}/key: HTTP ${res.status}`);
+  const body = (await res.json()) as { publicKey?: unknown };
+  if (typeof body.publicKey !== 'string') throw new ControlError('CONTROL_KEY_FETCH', `${baseUrl}/key has no publicKey`);
+  return MachinePublic.parse(body.publicKey);
+}
+
+/** The WebSocket URL of the control channel for a base URL (http→ws, https→wss). */
+export function controlWsUrl(baseUrl: string): string {
+  const u = new URL('/control', baseUrl);
+  u.protocol = u.protocol === 'https:' ? 'wss:' : 'ws:';
+  return u.toString();
+}
+
+export interface ConnectOptions {
+  url: string;
+  machineKey: MachinePrivate;
+  serverKey: MachinePublic;
+  backend: CryptoBackend;
+  random: RandomSource;
+  WebSocket: WebSocketCtor;
+  /** Called for every message control sends. */
+  onMessage: (m: ServerMessage) => void;
+  onClose?: (code: number, reason: string) => void;
+  timeoutMs?: number;
+}
+
+const utf8 = new TextEncoder();
+
+/** One authenticated control connection. */
+export class ControlConnection {
+  private closed = false;
+  private constructor(
+    private readonly ws: WebSocketLike,
+    private readonly session: NoiseSession,
+  ) {}
+
+  /** Opens the WebSocket and runs the Noise handshake. Rejects with a ControlError. */
+  static connect(o: ConnectOptions): Promise<ControlConnection> {
+    return new Promise((resolve, reject) => {
+      const ws = new o.WebSocket(controlWsUrl(o.url), CONTROL_SUBPROTOCOL);
+      ws.binaryType = 'arraybuffer';
+      let conn: ControlConnection | undefined;
+      let reasm: Reassembler | undefined;
+      const timer = setTimeout(() => {
+        ws.close();
+        reject(new ControlError('CONTROL_TIMEOUT', `no handshake answer from ${o.url} within ${o.timeoutMs ?? 10_000} ms`));
+      }, o.timeoutMs ?? 10_000);
+      const { message, pending } = initiate(
+        { backend: o.backend, random: o.random, prologue: utf8.encode(CONTROL_PROLOGUE) },
+        o.machineKey.rawView(),
+        o.serverKey.rawView(),
+        encodeJson({ v: CONTROL_PROTOCOL_VERSION }),
+      );
+      ws.onopen = () => ws.send(message);
+      ws.onerror = () => {};
+      ws.onclose = (ev) => {
+        clearTimeout(timer);
+        if (!conn) reject(new ControlError('CONTROL_CLOSED', `control closed the connection during the handshake (${ev.code} ${ev.reason})`));
+        else {
+          conn.closed = true;
+          o.onClose?.(ev.code, ev.reason);
+        }
+      };
+      ws.onmessage = (ev) => {
+        const data = ev.data instanceof ArrayBuffer ? new Uint8Array(ev.data) : ev.data instanceof Uint8Array ? ev.data : undefined;
+        if (!data) return ws.close(1003, 'binary only');
+        try {
+          if (!conn) {
+            const r = finishInitiator(pending, data);
+            clearTimeout(timer);
+            conn = new ControlConnection(ws, r.session);
+            reasm = new Reassembler(r.session);
+            return resolve(conn);
+          }
+          const msg = reasm!.push(data);
+          if (msg !== null) o.onMessage(parseServerMessage(decodeJson(msg)));
+        } catch (e) {
+          ws.close(1008, 'bad message');
+          if (!conn) {
+            clearTimeout(timer);
+            reject(e);
+          }
+        }
+      };
+    });
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  send(m: ClientMessage): void {
+    if (this.closed) throw new ControlError('CONTROL_CLOSED', 'the control connection is closed');
+    for (const c of sealMessage(this.session, encodeJson(m))) this.ws.send(c);
+  }
+
+  close(): void {
+    this.closed = true;
+    this.ws.close(1000, 'bye');
+  }
+}
+
+/** What a node knows of its tailnet: the full map, then every delta applied. */
+export class NetmapView {
+  self: SelfInfo | undefined;
+  readonly peers = new Map<number, PeerInfo>();
+  relays: RelayMap = { regions: [] };
+  filter: PacketFilter = [];
+  seq = 0;
+
+  /** Applies a map message; throws ControlError when a delta arrives out of order. */
+  apply(m: MapResponse): void {
+    if (!m.full && m.seq !== this.seq + 1) throw new ControlError('CONTROL_MAP_SEQ', `map delta ${m.seq} after ${this.seq}`);
+    this.seq = m.seq;
+    if (m.full) {
+      this.peers.clear();
+      for (const p of m.peers ?? []) this.peers.set(p.id, p);
+    }
+    if (m.self) this.self = m.self;
+    if (m.relays) this.relays = m.relays;
+    if (m.filter) this.filter = m.filter;
+    for (const p of m.peersChanged ?? []) this.peers.set(p.id, p);
+    for (const id of m.peersRemoved ?? []) this.peers.delete(id);
+    for (const patch of m.peersPatch ?? []) {
+      const p = this.peers.get(patch.id);
+      if (p) this.peers.set(patch.id, { ...p, ...patch });
+    }
+  }
+
+  peerByName(name: string): PeerInfo | undefined {
+    for (const p of this.peers.values()) if (p.name === name) return p;
+    return undefined;
+  }
+}
