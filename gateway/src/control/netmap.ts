@@ -166,6 +166,8 @@ export class Netmap {
   /** Rule index → classes matched by its sources / non-self destinations; and self-dst flags. */
   private srcSets: Set<NodeClass>[] = [];
   private dstSets: Set<NodeClass>[] = [];
+  /** Rule index → destination index → classes it matches (for the ports of that entry). */
+  private dstEntrySets: Set<NodeClass>[][] = [];
   private selfRule: boolean[] = [];
   private srcJsonCache = new Map<string, string>();
   private relaysJson: string;
@@ -210,7 +212,7 @@ export class Netmap {
       old.invalidate();
       if (identityChanged) {
         old.identity = this.identityOf(old);
-        if (!this.policy || classKey(this.policy, old.identity) !== old.cls.key) return this.rebuild();
+        if (!this.policy || classKey(this.policy, old.identity) !== old.cls.key) this.rebuild();
       }
       this.mark(old).self = true;
       this.fanOutChanged(old);
@@ -444,20 +446,25 @@ export class Netmap {
     const list = [...classes.values()];
     this.srcSets = [];
     this.dstSets = [];
+    this.dstEntrySets = [];
     this.selfRule = [];
     for (const rule of policy.acls) {
       const s = new Set<NodeClass>();
       const d = new Set<NodeClass>();
-      let self = false;
+      const entries = rule.dst.map(() => new Set<NodeClass>());
+      const self = rule.dst.some((dst) => dst.sel.kind === 'self');
       for (const c of list) {
         if (rule.src.some((sel) => srcMatches(policy, sel, c.rep))) s.add(c);
-        for (const dst of rule.dst) {
-          if (dst.sel.kind === 'self') self = true;
-          else if (dstMatches(policy, dst.sel, c.rep, c.rep)) d.add(c);
-        }
+        rule.dst.forEach((dst, j) => {
+          if (dst.sel.kind !== 'self' && dstMatches(policy, dst.sel, c.rep, c.rep)) {
+            d.add(c);
+            entries[j]!.add(c);
+          }
+        });
       }
       this.srcSets.push(s);
       this.dstSets.push(d);
+      this.dstEntrySets.push(entries);
       this.selfRule.push(self);
     }
     // Visibility.
@@ -546,7 +553,8 @@ export class Netmap {
     if (j !== undefined) return j;
     const rule = this.policy!.acls[r]!;
     const prefixes: string[] = [];
-    for (const sel of rule.src) prefixes.push(...selectorPrefixes(sel));
+    // autogroup:self admits only the user's own nodes, never literal prefixes.
+    if (user === undefined) for (const sel of rule.src) prefixes.push(...selectorPrefixes(sel));
     for (const c of this.srcSets[r]!) {
       if (user !== undefined && (c.rep.tags.length !== 0 || c.rep.user !== user)) continue;
       for (const m of c.members) prefixes.push(`${m.rec.ipv4}/32`, `${m.rec.ipv6}/128`);
@@ -563,11 +571,11 @@ export class Netmap {
     policy.acls.forEach((rule: Rule, r: number) => {
       const ports: PortRange[] = [];
       let selfPorts: PortRange[] | undefined;
-      for (const dst of rule.dst) {
+      rule.dst.forEach((dst, j) => {
         if (dst.sel.kind === 'self') {
           if (c.rep.tags.length === 0 && c.rep.user !== undefined) (selfPorts ??= []).push(...dst.ports);
-        } else if (this.dstSets[r]!.has(c)) ports.push(...dst.ports);
-      }
+        } else if (this.dstEntrySets[r]![j]!.has(c)) ports.push(...dst.ports);
+      });
       const add = (srcJson: string, key: string, p: PortRange[]) => {
         if (srcJson === '[]') return;
         c.srcKeys.add(key);
