@@ -173,6 +173,8 @@ export class Netmap {
   private relaysJson: string;
   private flushScheduled = false;
   private readonly dirty = new Set<MapNode>();
+  /** Classes whose filter must be recompiled before the next flush. */
+  private readonly filterDirty = new Set<NodeClass>();
   /** Statistics for status and benchmarks. */
   readonly stats = { rebuilds: 0, lastRebuildMs: 0, flushes: 0, messages: 0 };
 
@@ -255,6 +257,7 @@ export class Netmap {
     n.invalidate();
     n.pending = undefined;
     this.dirty.delete(n);
+    this.recompileDirtyFilters();
     this.sendFull(n);
     this.fanOutPatch(n, { id, online: true, lastSeen: null, ...(report.endpoints ? { endpoints: n.endpoints } : {}), homeRelay: n.homeRelay, discoKey: n.rec.discoKey });
   }
@@ -297,6 +300,7 @@ export class Netmap {
   /** The packet filter JSON a node gets (admin, tests). */
   filterJsonOf(id: number): string {
     const n = this.nodes.get(id);
+    this.recompileDirtyFilters();
     return n ? this.filterJson(n) : '[]';
   }
 
@@ -406,12 +410,18 @@ export class Netmap {
       if (this.selfRule[r] && cls.rep.tags.length === 0) keys.push(`${r}@${cls.rep.user}`);
     }
     if (keys.length === 0) return;
+    // Recompiled once per flush, however many nodes joined or left in between.
     for (const k of keys) this.srcJsonCache.delete(k);
-    for (const c of this.classes.values()) {
-      if (!keys.some((k) => c.srcKeys.has(k))) continue;
+    for (const c of this.classes.values()) if (keys.some((k) => c.srcKeys.has(k))) this.filterDirty.add(c);
+    this.scheduleFlush();
+  }
+
+  private recompileDirtyFilters(): void {
+    for (const c of this.filterDirty) {
       this.compileClassFilter(c);
       for (const m of c.members) if (m.sentFilter !== c.filterSig) this.mark(m).filter = true;
     }
+    this.filterDirty.clear();
   }
 
   private rebuild(): void {
@@ -493,6 +503,7 @@ export class Netmap {
     }
     // Filters.
     this.srcJsonCache.clear();
+    this.filterDirty.clear();
     for (const c of list) this.compileClassFilter(c);
     // Deltas: diff each node's old peer bits against its new ones, once per class pair.
     const diffs = new Map<string, { added: number[]; removed: number[] }>();
@@ -617,6 +628,7 @@ export class Netmap {
   /** Sends every node's batched delta. */
   flush(): void {
     this.flushScheduled = false;
+    this.recompileDirtyFilters();
     let count = 0;
     for (const n of this.dirty) {
       const p = n.pending;
