@@ -5,6 +5,9 @@
 import { PierceError } from '../../../src/errors.ts';
 import { wgCommand } from './wg.ts';
 import { relayCommand } from './relay.ts';
+import { policyCommand } from './policy.ts';
+import { controlCommand } from './control.ts';
+import { adminCommand } from './admin.ts';
 
 const VERSION = '0.1.0';
 
@@ -19,6 +22,10 @@ Commands:
   wg up --config FILE           run a userspace WireGuard tunnel in the foreground
   wg ping --config FILE DEST    handshake and ping DEST through the tunnel
   relay --listen ADDR:PORT      run a DERP relay (WebSocket and Upgrade: DERP) with optional STUN
+  policy check FILE [--json]    validate an ACL policy (HuJSON) and run its tests, offline
+  control --listen A:P --db F   run the coordination server (registration, policy, netmaps)
+  control apikey --db FILE      print a new admin API key
+  admin <what> <action>         manage users, auth keys, nodes, policy through the admin API
 
 Run \`pierce wg --help\` or \`pierce wg <command> --help\` for details.
 `;
@@ -64,6 +71,12 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
         return await wgCommand(rest, io);
       case 'relay':
         return await relayCommand(rest, io);
+      case 'policy':
+        return await policyCommand(rest, io);
+      case 'control':
+        return await controlCommand(rest, io);
+      case 'admin':
+        return await adminCommand(rest, io);
       default:
         throw new UsageError(`unknown command "${cmd}"`);
     }
