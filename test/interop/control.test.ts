@@ -5,7 +5,8 @@
  * the admin API from the command line.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
+import { get as httpsGet } from 'node:https';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,6 +17,7 @@ import { SqliteStore } from '../../gateway/src/store/sqlite.ts';
 import { createApiKey } from '../../gateway/src/control/state.ts';
 import { filterAllows } from '../../src/policy/index.ts';
 import { TestNode } from '../support/control-node.ts';
+import { MachinePublic } from '../../src/key/keys.ts';
 
 const PIERCE = fileURLToPath(new URL('../../gateway/bin/pierce.mjs', import.meta.url));
 const EXAMPLE_POLICY = readFileSync(new URL('../fixtures/example-policy.hujson', import.meta.url), 'utf8');
@@ -285,6 +287,34 @@ describe('lifecycle', () => {
     const noAuth = d2.register({ authKey: undefined as unknown as string });
     await d2.waitFor(() => d2.loginUrl, 3000, 'login required again');
     void noAuth.catch(() => {});
+  });
+});
+
+describe('TLS', () => {
+  it('serves /key over HTTPS and the control channel over WSS', async () => {
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')], { stdio: 'ignore' });
+    const ca = readFileSync(join(dir, 'cert.pem'));
+    await start({ tls: { cert: ca, key: readFileSync(join(dir, 'key.pem')) } });
+    expect(server!.url).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
+    const keyText = await new Promise<string>((resolve, reject) => {
+      httpsGet(`${server!.url}/key`, { ca }, (res) => {
+        let b = '';
+        res.on('data', (d: Buffer) => (b += d.toString()));
+        res.on('end', () => resolve(b));
+      }).on('error', reject);
+    });
+    const serverKey = MachinePublic.parse((JSON.parse(keyText) as { publicKey: string }).publicKey);
+    await server!.state.createUser('u@x');
+    const { key } = await server!.state.createAuthKey({ user: 'u@x' });
+    // ws with the test CA, in the shape of the browser's WebSocket constructor.
+    class TrustingWs extends WebSocket {
+      constructor(url: string, protocols: string | string[]) {
+        super(url, protocols, { ca });
+      }
+    }
+    const n = node('secure', { authKey: key, serverKey, WebSocket: TrustingWs as never });
+    await n.join();
+    expect(n.view.self!.name).toBe('secure');
   });
 });
 

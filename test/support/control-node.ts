@@ -20,6 +20,8 @@ export interface TestNodeOptions {
   /** Keep the same identity across instances (restart tests). */
   machineKey?: MachinePrivate;
   nodeKey?: NodePrivate;
+  /** Another WebSocket constructor (e.g. one trusting a test CA). */
+  WebSocket?: WebSocketCtor;
 }
 
 export class TestNode {
@@ -51,7 +53,7 @@ export class TestNode {
       serverKey,
       backend: nodeBackend,
       random: cryptoRandom,
-      WebSocket: WebSocket as unknown as WebSocketCtor,
+      WebSocket: this.opts.WebSocket ?? (WebSocket as unknown as WebSocketCtor),
       onMessage: (m) => this.onMessage(m),
       onClose: (code, reason) => {
         this.closed = { code, reason };
