@@ -20,24 +20,12 @@ import {
   type NoiseConfig,
 } from '../../src/control/noise.ts';
 import { decodeJson, encodeJson, FrameError, MAX_CHUNK_DATA, Reassembler, sealMessage } from '../../src/control/framing.ts';
+import { seededRandom } from '../support/wg-net.ts';
 
 const h = (s: string) => fromHex(s)!;
 const te = new TextEncoder();
 
-/** Deterministic randomness (xorshift32). */
-function seeded(seed: number): RandomSource {
-  let x = seed >>> 0 || 1;
-  return (n) => {
-    const out = new Uint8Array(n);
-    for (let i = 0; i < n; i++) {
-      x ^= x << 13;
-      x ^= x >>> 17;
-      x ^= x << 5;
-      out[i] = x & 0xff;
-    }
-    return out;
-  };
-}
+const seeded = (seed: number): RandomSource => seededRandom(seed);
 
 /** Runs fn and returns the code of the error it throws, which must be a NoiseError/PierceError. */
 function code(fn: () => unknown): string {

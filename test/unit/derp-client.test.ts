@@ -28,20 +28,9 @@ import {
 } from '../../src/derp/frames.ts';
 import { openClientInfo, sealServerInfo, type ClientInfo, type ServerInfo } from '../../src/derp/handshake.ts';
 import { Backoff, DerpClient, TokenBucket, type DerpClientOptions } from '../../src/derp/client.ts';
+import { seededRandom } from '../support/wg-net.ts';
 
-function seeded(seed: number): RandomSource {
-  let x = seed >>> 0 || 1;
-  return (n) => {
-    const out = new Uint8Array(n);
-    for (let i = 0; i < n; i++) {
-      x ^= x << 13;
-      x ^= x >>> 17;
-      x ^= x << 5;
-      out[i] = x & 0xff;
-    }
-    return out;
-  };
-}
+const seeded = (seed: number): RandomSource => seededRandom(seed);
 
 const rnd = seeded(99);
 

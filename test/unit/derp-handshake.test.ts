@@ -13,21 +13,9 @@ import {
   sealServerInfo,
   serverInfoJSON,
 } from '../../src/derp/handshake.ts';
+import { seededRandom } from '../support/wg-net.ts';
 
-/** Deterministic randomness (xorshift32). */
-function seeded(seed: number): RandomSource {
-  let x = seed >>> 0 || 1;
-  return (n) => {
-    const out = new Uint8Array(n);
-    for (let i = 0; i < n; i++) {
-      x ^= x << 13;
-      x ^= x >>> 17;
-      x ^= x << 5;
-      out[i] = x & 0xff;
-    }
-    return out;
-  };
-}
+const seeded = (seed: number): RandomSource => seededRandom(seed);
 
 const rnd = seeded(7);
 const serverPriv = NodePrivate.generate(rnd);
