@@ -7,6 +7,7 @@ import { startControl } from '../control/server.ts';
 import { createApiKey } from '../control/state.ts';
 import { UsageError, type Io } from './main.ts';
 import { parseDuration } from './duration.ts';
+import { splitHostPort } from './relay.ts';
 
 export const CONTROL_USAGE = `Usage: pierce control --listen ADDR:PORT --db FILE [options]
        pierce control apikey --db FILE [--description TEXT] [--expiry DURATION] [--json]
@@ -47,12 +48,6 @@ export function parseRelayFlag(v: string, id: number): RelayRegion {
   return { id, code: `r${id}`, name: u.host, nodes: [node] };
 }
 
-function splitListen(s: string): { host: string; port: number } {
-  const m = /^\[([^\]]+)\]:(\d+)$/.exec(s) ?? /^([^:]+):(\d+)$/.exec(s);
-  if (!m || Number(m[2]) > 65535) throw new UsageError(`--listen must be ADDR:PORT or [IPv6]:PORT, got "${s}"`);
-  return { host: m[1]!, port: Number(m[2]) };
-}
-
 export async function controlCommand(argv: string[], io: Io): Promise<number> {
   if (argv.includes('--help') || argv.includes('-h')) {
     io.stdout(CONTROL_USAGE);
@@ -88,7 +83,7 @@ export async function controlCommand(argv: string[], io: Io): Promise<number> {
   });
   if (!values.db) throw new UsageError('control needs --db FILE');
   if (!!values['tls-cert'] !== !!values['tls-key']) throw new UsageError('--tls-cert and --tls-key go together');
-  const { host, port } = splitListen(values.listen);
+  const { host, port } = splitHostPort(values.listen, '--listen');
   const relays: RelayMap = { regions: (values.relay ?? []).map((r, i) => parseRelayFlag(r, i + 1)) };
   const readPolicy = async () => (values.policy ? await readFile(values.policy, 'utf8') : undefined);
   const log = (m: string) => io.stderr(`${new Date().toISOString()} ${m}\n`);

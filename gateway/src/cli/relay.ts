@@ -31,7 +31,7 @@ nodes (GET /derp with Upgrade: DERP). It forwards ciphertext by public key and n
   --verbose                 log every connection
 `;
 
-function splitHostPort(s: string, what: string): { host: string; port: number } {
+export function splitHostPort(s: string, what: string): { host: string; port: number } {
   const m = /^\[([^\]]+)\]:(\d+)$/.exec(s) ?? /^([^:]+):(\d+)$/.exec(s);
   if (!m) throw new UsageError(`${what} must be ADDR:PORT or [IPv6]:PORT, got "${s}"`);
   const port = Number(m[2]);
