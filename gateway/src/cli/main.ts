@@ -8,6 +8,7 @@ import { relayCommand } from './relay.ts';
 import { policyCommand } from './policy.ts';
 import { controlCommand } from './control.ts';
 import { adminCommand } from './admin.ts';
+import { nodeCommand, upCommand } from './up.ts';
 
 const VERSION = '0.1.0';
 
@@ -23,6 +24,9 @@ Commands:
   wg ping --config FILE DEST    handshake and ping DEST through the tunnel
   relay --listen ADDR:PORT      run a DERP relay (WebSocket and Upgrade: DERP) with optional STUN
   policy check FILE [--json]    validate an ACL policy (HuJSON) and run its tests, offline
+  up --control URL              run this machine as a mesh node (forwards, local API)
+  status | ping PEER | nc PEER PORT | ip | down | logout
+                                talk to the running node
   control --listen A:P --db F   run the coordination server (registration, policy, netmaps)
   control apikey --db FILE      print a new admin API key
   admin <what> <action>         manage users, auth keys, nodes, policy through the admin API
@@ -77,6 +81,15 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
         return await controlCommand(rest, io);
       case 'admin':
         return await adminCommand(rest, io);
+      case 'up':
+        return await upCommand(rest, io);
+      case 'status':
+      case 'ping':
+      case 'nc':
+      case 'ip':
+      case 'down':
+      case 'logout':
+        return await nodeCommand(cmd, rest, io);
       default:
         throw new UsageError(`unknown command "${cmd}"`);
     }

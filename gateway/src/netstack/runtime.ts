@@ -71,39 +71,11 @@ export class StackRuntime implements TunnelNet {
   }
 
   connect(address: Uint8Array, port: number, opts: { signal?: AbortSignal } = {}): Promise<Duplex> {
-    return new Promise((resolve, reject) => {
-      let c;
-      try {
-        c = this.stack.connect({ address, port });
-      } catch (e) {
-        reject(e);
-        return;
-      }
-      const conn = c;
-      this.watch(conn);
-      const onAbort = () => {
-        conn.abort();
-        reject(new SocketError('ECONNABORTED', `connection to ${formatIP(address)}:${port} aborted`));
-      };
-      opts.signal?.addEventListener('abort', onAbort, { once: true });
-      conn.once('connect', () => {
-        opts.signal?.removeEventListener('abort', onAbort);
-        resolve(tcpDuplex(conn));
-      });
-      conn.once('error', (e) => {
-        opts.signal?.removeEventListener('abort', onAbort);
-        reject(e);
-      });
-      this.reschedule();
-    });
+    return stackConnect(this.stack, address, port, opts, (c) => this.watch(c), () => this.reschedule());
   }
 
   listen(port: number, onConnection: (socket: Duplex, info: { remoteAddress: string; remotePort: number }) => void): { close(): void } {
-    const l = this.stack.listen({ port }, (c) => {
-      this.watch(c);
-      onConnection(tcpDuplex(c), { remoteAddress: formatIP(c.remoteAddress), remotePort: c.remotePort });
-    });
-    return { close: () => l.close() };
+    return stackListen(this.stack, port, onConnection, (c) => this.watch(c));
   }
 
   stop(): void {
@@ -111,4 +83,54 @@ export class StackRuntime implements TunnelNet {
     this.cancel();
     this.stack.close();
   }
+}
+
+/** Opens a TCP connection on a stack as a Node Duplex (TunnelNet.connect for any driver). */
+export function stackConnect(
+  stack: Stack,
+  address: Uint8Array,
+  port: number,
+  opts: { signal?: AbortSignal },
+  watch: (c: TcpConnection) => void,
+  kick: () => void,
+): Promise<Duplex> {
+  return new Promise((resolve, reject) => {
+    let c;
+    try {
+      c = stack.connect({ address, port });
+    } catch (e) {
+      reject(e);
+      return;
+    }
+    const conn = c;
+    watch(conn);
+    const onAbort = () => {
+      conn.abort();
+      reject(new SocketError('ECONNABORTED', `connection to ${formatIP(address)}:${port} aborted`));
+    };
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
+    conn.once('connect', () => {
+      opts.signal?.removeEventListener('abort', onAbort);
+      resolve(tcpDuplex(conn));
+    });
+    conn.once('error', (e) => {
+      opts.signal?.removeEventListener('abort', onAbort);
+      reject(e);
+    });
+    kick();
+  });
+}
+
+/** Accepts TCP connections on a stack port as Node Duplex streams (TunnelNet.listen). */
+export function stackListen(
+  stack: Stack,
+  port: number,
+  onConnection: (socket: Duplex, info: { remoteAddress: string; remotePort: number }) => void,
+  watch: (c: TcpConnection) => void,
+): { close(): void } {
+  const l = stack.listen({ port }, (c) => {
+    watch(c);
+    onConnection(tcpDuplex(c), { remoteAddress: formatIP(c.remoteAddress), remotePort: c.remotePort });
+  });
+  return { close: () => l.close() };
 }

@@ -1,0 +1,110 @@
+/**
+ * `pierce up`: the engine with Node's platform, the forwards to local services, and the local
+ * API. Runs in the foreground until SIGINT/SIGTERM or `pierce down`.
+ */
+import type { Server } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { cryptoRandom } from '../../../src/crypto/backend.ts';
+import { Engine } from '../../../src/engine/engine.ts';
+import type { LogFn } from '../../../src/engine/types.ts';
+import { nodeBackend } from '../crypto/node-backend.ts';
+import { stackConnect, stackListen } from '../netstack/runtime.ts';
+import type { TunnelNet } from '../proxy/tunnel-net.ts';
+import { startListen, type ListenHandle } from '../proxy/forward.ts';
+import { startApi } from './api.ts';
+import { nodeClock, nodeTransports, type NodeTransportOptions } from './platform.ts';
+import { loadState, saveControl } from './state.ts';
+
+export interface NodeOptions {
+  controlUrl: string;
+  stateDir: string;
+  socketPath: string;
+  hostname: string;
+  authKey?: string;
+  tags?: string[];
+  ephemeral?: boolean;
+  /** "PORT" or "PORT=HOST:PORT": tailnet TCP PORT on this node reaches HOST:PORT (default 127.0.0.1). */
+  forwards?: string[];
+  transport?: NodeTransportOptions;
+  log: LogFn;
+  /** Printed once for interactive registration. */
+  onLogin?: (url: string) => void;
+  onRunning?: (engine: Engine) => void;
+}
+
+/** The engine's netstack as the proxies' TunnelNet. */
+export function engineNet(engine: Engine): TunnelNet {
+  const stack = () => {
+    if (!engine.stack) throw new Error('the node is not running yet');
+    return engine.stack;
+  };
+  return {
+    connect: (address, port, opts = {}) => stackConnect(stack(), address, port, opts, () => {}, () => engine.reschedule()),
+    listen: (port, onConnection: (socket: Duplex, info: { remoteAddress: string; remotePort: number }) => void) => stackListen(stack(), port, onConnection, () => {}),
+  };
+}
+
+/** Turns `--forward 22` into the listen spec `22=127.0.0.1:22`. */
+export function forwardSpec(f: string): string {
+  if (/^\d+$/.test(f)) return `${f}=127.0.0.1:${f}`;
+  return f;
+}
+
+export interface RunningNode {
+  engine: Engine;
+  stop(): Promise<void>;
+  stopped: Promise<void>;
+}
+
+export async function startNode(o: NodeOptions): Promise<RunningNode> {
+  const state = await loadState(o.stateDir);
+  const pinned = state.controlUrl === o.controlUrl ? state.serverKey : undefined;
+  const engine = new Engine({
+    controlUrl: o.controlUrl,
+    hostname: o.hostname,
+    ...(o.authKey ? { authKey: o.authKey } : {}),
+    ...(o.tags?.length ? { tags: o.tags } : {}),
+    ...(o.ephemeral ? { ephemeral: true } : {}),
+    keys: state.keys,
+    ...(pinned ? { serverKey: pinned } : {}),
+    backend: nodeBackend,
+    random: cryptoRandom,
+    clock: nodeClock,
+    transports: nodeTransports(o.transport),
+    log: o.log,
+    events: {
+      login: (url) => o.onLogin?.(url),
+      serverKey: (k) => void saveControl(o.stateDir, o.controlUrl, k).catch((e) => o.log('warn', `cannot save control key: ${(e as Error).message}`)),
+      state: (s) => o.log('info', `state: ${s}`),
+    },
+  });
+  const net = engineNet(engine);
+  let resolveStopped!: () => void;
+  const stopped = new Promise<void>((r) => (resolveStopped = r));
+  const listens: ListenHandle[] = [];
+  let api: Server | undefined;
+  let stopping = false;
+  const stop = async () => {
+    if (stopping) return stopped;
+    stopping = true;
+    for (const l of listens) await l.close().catch(() => {});
+    engine.stop();
+    api?.close();
+    resolveStopped();
+    return stopped;
+  };
+  api = await startApi(o.socketPath, { engine, net, stop: () => void stop(), log: (m) => o.log('info', m) });
+  engine.start();
+  void engine.whenRunning().then(async () => {
+    if (stopping) return;
+    for (const f of o.forwards ?? []) {
+      try {
+        listens.push(await startListen(forwardSpec(f), net, o.log));
+      } catch (e) {
+        o.log('warn', `--forward ${f}: ${(e as Error).message}`);
+      }
+    }
+    o.onRunning?.(engine);
+  });
+  return { engine, stop, stopped };
+}

@@ -1,0 +1,285 @@
+/**
+ * The engine: one mesh node, the same code in a browser worker and in `pierce up`.
+ *
+ *   control ──map──▶ peers, relays, filter
+ *   netstack ─IP─▶ WireGuard (cryptokey routing) ─datagram─▶ paths.best(peer) ─▶ relay
+ *   relay ─▶ disco? ─▶ disco handler
+ *         └─▶ WireGuard ─IP─▶ inbound filter ─▶ netstack
+ *
+ * It touches no socket, timer or clock: everything comes in through EngineOptions. One timer is
+ * armed at the earliest deadline of WireGuard, the netstack and the relay set.
+ */
+import { Device } from '../wg/device.ts';
+import type { Peer } from '../wg/peer.ts';
+import type { Endpoint } from '../wg/types.ts';
+import { NodePublic } from '../key/keys.ts';
+import { Stack } from '../netstack/stack.ts';
+import { formatIP, parsePrefix, tryParseIP } from '../netstack/addr.ts';
+import type { MapResponse, PeerInfo } from '../control/messages.ts';
+import { PierceError } from '../errors.ts';
+import { PeerPaths, pathName } from '../paths/paths.ts';
+import { ControlLoop } from './control-loop.ts';
+import { InboundFilter } from './filter.ts';
+import { RelaySet } from './relays.ts';
+import { DiscoAgent, type PingResult } from './disco.ts';
+import type { EngineOptions, EngineStatus, TimerHandle } from './types.ts';
+
+export class EngineError extends PierceError {}
+
+/** A peer as WireGuard sees it: the peer's node key; the engine picks the path. */
+export interface PeerEndpoint extends Endpoint {
+  readonly key: string;
+  readonly node: NodePublic;
+}
+
+interface MeshPeer {
+  info: PeerInfo;
+  node: NodePublic;
+  ep: PeerEndpoint;
+  paths: PeerPaths;
+}
+
+export class Engine {
+  readonly filter = new InboundFilter();
+  readonly device: Device<PeerEndpoint>;
+  readonly control: ControlLoop;
+  readonly relays: RelaySet;
+  readonly disco: DiscoAgent;
+  stack: Stack | undefined;
+  private readonly peers = new Map<string, MeshPeer>();
+  private readonly endpoints = new Map<string, PeerEndpoint>();
+  private timer: TimerHandle;
+  private timerAt = Infinity;
+  private relayDeadline = Infinity;
+  private stopped = false;
+  private readonly runningWaiters: (() => void)[] = [];
+  readonly mtu: number;
+
+  constructor(readonly opts: EngineOptions) {
+    this.mtu = opts.mtu ?? 1280;
+    const log = opts.log ?? (() => {});
+    this.device = new Device<PeerEndpoint>({
+      privateKey: opts.keys.node,
+      backend: opts.backend,
+      random: opts.random,
+      wallClock: () => opts.clock.wall(),
+      mtu: this.mtu,
+      log,
+      sink: {
+        send: (to, datagram) => this.sendDatagram(to, datagram),
+        deliver: (packet) => this.deliver(packet),
+      },
+    });
+    this.relays = new RelaySet(opts.keys.node, opts.transports, opts.clock, log, (src, data, region) => this.onRelayPacket(src, data, region), (home) => {
+      this.control.update({ homeRelay: home });
+      this.reschedule();
+    });
+    this.disco = new DiscoAgent(opts, {
+      sendRelay: (peerNode, region, packet) => this.relays.send(region, peerNode, packet),
+      peerByDisco: (disco) => {
+        for (const p of this.peers.values()) if (p.info.discoKey === disco) return p;
+        return undefined;
+      },
+    });
+    this.control = new ControlLoop(opts, (m) => this.onMap(m));
+  }
+
+  /** Starts talking to control; resolves at once (watch `status()` or `whenRunning()`). */
+  start(): void {
+    void this.control.run();
+  }
+
+  /** Resolves when the first map has been applied. */
+  whenRunning(): Promise<void> {
+    if (this.stack) return Promise.resolve();
+    return new Promise((r) => this.runningWaiters.push(r));
+  }
+
+  private now(): number {
+    return this.opts.clock.now();
+  }
+
+  // ---- netmap ----
+
+  private onMap(m: MapResponse): void {
+    const view = this.control.view;
+    if (m.relays || m.full) this.relays.setMap(view.relays);
+    if (m.filter || m.full) this.filter.setFilter(view.filter);
+    if (!this.stack && view.self) {
+      this.stack = new Stack({
+        addresses: view.self.addrs.map((a) => parsePrefix(a).addr),
+        output: (p) => {
+          this.filter.noteOutbound(p, this.now());
+          this.device.send(p, this.now());
+        },
+        now: () => this.now(),
+        mtu: this.mtu,
+        random: this.opts.random,
+        wake: () => this.reschedule(),
+      });
+      for (const w of this.runningWaiters.splice(0)) w();
+    }
+    this.syncPeers();
+    this.opts.events?.netmap?.();
+    this.reschedule();
+  }
+
+  private syncPeers(): void {
+    const view = this.control.view;
+    const want = new Set<string>();
+    for (const info of view.peers.values()) {
+      const node = NodePublic.parse(info.nodeKey);
+      const k = node.toString();
+      want.add(k);
+      let p = this.peers.get(k);
+      if (!p) {
+        p = { info, node, ep: this.endpointFor(node), paths: new PeerPaths() };
+        this.peers.set(k, p);
+        this.device.addPeer({
+          publicKey: node,
+          endpoint: p.ep,
+          allowedIPs: info.addrs.map((a) => parsePrefix(a)),
+        });
+      } else if (info.addrs.join() !== p.info.addrs.join()) {
+        this.device.removePeer(node);
+        this.device.addPeer({ publicKey: node, endpoint: p.ep, allowedIPs: info.addrs.map((a) => parsePrefix(a)) });
+      }
+      p.info = info;
+      p.paths.relayRegion = info.homeRelay;
+    }
+    for (const [k, p] of this.peers) {
+      if (want.has(k)) continue;
+      this.device.removePeer(p.node);
+      this.peers.delete(k);
+    }
+  }
+
+  private endpointFor(node: NodePublic): PeerEndpoint {
+    const k = node.toString();
+    let ep = this.endpoints.get(k);
+    if (!ep) {
+      ep = { key: k, node };
+      this.endpoints.set(k, ep);
+    }
+    return ep;
+  }
+
+  // ---- data plane ----
+
+  private sendDatagram(to: PeerEndpoint, datagram: Uint8Array): void {
+    const p = this.peers.get(to.key);
+    const path = p?.paths.best(this.now()) ?? { kind: 'relay' as const, region: 0 };
+    if (path.kind === 'relay') this.relays.send(path.region, to.node, datagram);
+  }
+
+  private onRelayPacket(src: NodePublic, data: Uint8Array, region: number): void {
+    if (this.disco.isDisco(data)) {
+      this.disco.onPacket(src, data, region);
+      return;
+    }
+    this.device.receive(data, this.endpointFor(src), this.now());
+    this.reschedule();
+  }
+
+  private deliver(packet: Uint8Array): void {
+    if (!this.stack) return;
+    if (!this.filter.allow(packet, this.now())) return;
+    this.stack.input(packet);
+  }
+
+  // ---- timers ----
+
+  /** Re-arms the one timer at the earliest deadline. Call after feeding the engine. */
+  reschedule(): void {
+    if (this.stopped) return;
+    const at = Math.min(this.device.nextDeadline() ?? Infinity, this.stack?.nextDeadline() ?? Infinity, this.relayDeadline);
+    if (at >= this.timerAt && this.timer !== undefined) return;
+    if (this.timer !== undefined) this.opts.clock.clearTimer(this.timer);
+    this.timer = undefined;
+    this.timerAt = at;
+    if (at === Infinity) return;
+    this.timer = this.opts.clock.setTimer(() => this.fire(), at - this.now());
+  }
+
+  private fire(): void {
+    this.timer = undefined;
+    this.timerAt = Infinity;
+    const now = this.now();
+    this.device.tick(now);
+    this.stack?.tick();
+    this.relayDeadline = this.relays.tick(now);
+    this.reschedule();
+  }
+
+  // ---- queries ----
+
+  /** A peer by name or tailnet IP. */
+  findPeer(target: string): PeerInfo | undefined {
+    const ip = tryParseIP(target);
+    for (const p of this.peers.values()) {
+      if (p.info.name === target) return p.info;
+      if (ip && p.info.addrs.some((a) => a.split('/')[0] === formatIP(ip))) return p.info;
+    }
+    return undefined;
+  }
+
+  /** Disco ping through the peer's current path. */
+  async ping(target: string, timeoutMs = 5000): Promise<PingResult> {
+    const info = this.findPeer(target);
+    if (!info) throw new EngineError('PEER_NOT_FOUND', `no peer "${target}" in the netmap`);
+    const p = this.peers.get(NodePublic.parse(info.nodeKey).toString())!;
+    const path = p.paths.best(this.now());
+    const region = path.kind === 'relay' ? path.region || this.relays.home : 0;
+    return this.disco.ping(p, region, pathName({ kind: 'relay', region }, (id) => this.relays.region(id)?.code ?? String(id)), timeoutMs);
+  }
+
+  status(): EngineStatus {
+    const v = this.control.view;
+    const now = this.now();
+    const code = (id: number) => this.relays.region(id)?.code ?? String(id);
+    const self = v.self;
+    const st: EngineStatus = {
+      state: this.control.state,
+      controlConnected: this.control.connected,
+      homeRelay: this.relays.home,
+      relays: this.relays.status(),
+      peers: [...this.peers.values()].map((p) => {
+        const wg: Peer<PeerEndpoint> | undefined = this.device.peer(p.node);
+        const path = p.paths.best(now);
+        return {
+          id: p.info.id,
+          name: p.info.name,
+          addrs: p.info.addrs,
+          ...(p.info.user !== undefined ? { user: p.info.user } : {}),
+          tags: p.info.tags,
+          online: p.info.online,
+          lastSeen: p.info.lastSeen,
+          path: pathName(path.kind === 'relay' ? { kind: 'relay', region: path.region || this.relays.home } : path, code),
+          relayRegion: p.info.homeRelay,
+          rxBytes: wg?.stats.rxBytes ?? 0,
+          txBytes: wg?.stats.txBytes ?? 0,
+          lastHandshake: wg && wg.stats.lastHandshake > 0 ? wg.stats.lastHandshake : null,
+        };
+      }),
+      dropped: { ...this.filter.dropped },
+    };
+    if (this.control.loginUrl) st.loginUrl = this.control.loginUrl;
+    if (self) st.self = { id: self.id, name: self.name, addrs: self.addrs, ...(self.user !== undefined ? { user: self.user } : {}), tags: self.tags, keyExpiry: self.keyExpiry };
+    return st;
+  }
+
+  async logout(): Promise<void> {
+    await this.control.logout();
+    this.stop();
+  }
+
+  stop(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    if (this.timer !== undefined) this.opts.clock.clearTimer(this.timer);
+    this.control.stop();
+    this.relays.close();
+    this.disco.close();
+    this.stack?.close();
+  }
+}

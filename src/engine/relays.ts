@@ -1,0 +1,174 @@
+/**
+ * Relay connections: one to the home region, always; others opened when a peer homed there
+ * needs a packet and closed after a minute unused (Tailscale's derpInactiveCleanupTime).
+ *
+ * The home region is the one with the lowest `/derp/probe` round trip (which a browser can time
+ * too). Hysteresis as in Tailscale's netcheck: keep the current home while it answers unless
+ * the best is both 10 ms and a third faster.
+ */
+import type { RelayMap, RelayRegion } from '../control/messages.ts';
+import type { NodePrivate, NodePublic } from '../key/keys.ts';
+import type { Clock, EngineTransports, LogFn, RelayConn } from './types.ts';
+
+export const RELAY_IDLE_MS = 60_000;
+/** Re-measure relay latency this often (ms). */
+export const RELAY_PROBE_INTERVAL_MS = 5 * 60_000;
+const SWITCH_MIN_GAIN_MS = 10;
+const SWITCH_RATIO = 2 / 3;
+
+interface Region {
+  region: RelayRegion;
+  conn: RelayConn | undefined;
+  lastUsed: number;
+  latencyMs: number | null;
+  connected: boolean;
+}
+
+/** Picks the home region from measured latencies, keeping `current` unless clearly beaten. */
+export function chooseHome(latencies: Map<number, number | null>, current: number): number {
+  let best = 0;
+  let bestMs = Infinity;
+  for (const [id, ms] of latencies) {
+    if (ms !== null && ms < bestMs) {
+      best = id;
+      bestMs = ms;
+    }
+  }
+  if (best === 0) return current;
+  const cur = latencies.get(current);
+  if (current !== 0 && cur !== null && cur !== undefined) {
+    if (cur - bestMs < SWITCH_MIN_GAIN_MS || bestMs > cur * SWITCH_RATIO) return current;
+  }
+  return best;
+}
+
+export class RelaySet {
+  private readonly regions = new Map<number, Region>();
+  home = 0;
+  private probing = false;
+  lastProbe = -Infinity;
+
+  constructor(
+    private readonly key: NodePrivate,
+    private readonly transports: EngineTransports,
+    private readonly clock: Clock,
+    private readonly log: LogFn,
+    private readonly onPacket: (src: NodePublic, data: Uint8Array, region: number) => void,
+    private readonly onHomeChange: (region: number) => void,
+  ) {}
+
+  /** Applies a relay map from control (regions added, changed or removed). */
+  setMap(map: RelayMap): void {
+    const seen = new Set<number>();
+    for (const r of map.regions) {
+      seen.add(r.id);
+      const have = this.regions.get(r.id);
+      if (have && JSON.stringify(have.region) === JSON.stringify(r)) continue;
+      have?.conn?.close();
+      this.regions.set(r.id, { region: r, conn: undefined, lastUsed: 0, latencyMs: have?.latencyMs ?? null, connected: false });
+    }
+    for (const [id, r] of this.regions) {
+      if (seen.has(id)) continue;
+      r.conn?.close();
+      this.regions.delete(id);
+    }
+    if (this.home !== 0 && !this.regions.has(this.home)) this.home = 0;
+    if (this.home === 0) void this.probe();
+    else this.ensure(this.home);
+  }
+
+  region(id: number): RelayRegion | undefined {
+    return this.regions.get(id)?.region;
+  }
+
+  private ensure(id: number): Region | undefined {
+    const r = this.regions.get(id);
+    if (!r || r.region.nodes.length === 0) return undefined;
+    r.lastUsed = this.clock.now();
+    if (!r.conn) {
+      const node = r.region.nodes[0]!;
+      this.log('debug', `relay: connecting to region ${id} (${node.url})`);
+      r.conn = this.transports.relay(node, this.key, {
+        packet: (src, data) => this.onPacket(src, data, id),
+        state: (up) => {
+          r.connected = up;
+          this.log('info', `relay ${r.region.code}: ${up ? 'connected' : 'disconnected'}`);
+          if (up && id === this.home) r.conn?.notePreferred(true);
+        },
+      });
+    }
+    return r;
+  }
+
+  /** Sends a packet to `dst` through region `id` (0: our home). */
+  send(id: number, dst: NodePublic, packet: Uint8Array): boolean {
+    const r = this.ensure(id || this.home);
+    return r?.conn?.send(dst, packet) ?? false;
+  }
+
+  /** Measures every region and (re)chooses the home region. */
+  async probe(): Promise<void> {
+    if (this.probing || this.regions.size === 0) return;
+    this.probing = true;
+    this.lastProbe = this.clock.now();
+    try {
+      const lat = new Map<number, number | null>();
+      await Promise.all(
+        [...this.regions.values()].map(async (r) => {
+          const node = r.region.nodes[0];
+          let ms: number | null = null;
+          if (node) ms = await this.transports.probe(node).catch(() => null);
+          r.latencyMs = ms;
+          lat.set(r.region.id, ms);
+        }),
+      );
+      const next = chooseHome(lat, this.home);
+      if (next !== 0 && next !== this.home) {
+        const old = this.regions.get(this.home);
+        old?.conn?.notePreferred(false);
+        this.home = next;
+        this.log('info', `home relay: region ${next} (${lat.get(next)?.toFixed(1)} ms)`);
+        this.ensure(next)?.conn?.notePreferred(true);
+        this.onHomeChange(next);
+      }
+    } finally {
+      this.probing = false;
+    }
+  }
+
+  /** Closes idle non-home connections; re-probes periodically. Returns the next deadline. */
+  tick(now: number): number {
+    let next = this.lastProbe + RELAY_PROBE_INTERVAL_MS;
+    if (now >= next) {
+      void this.probe();
+      next = now + RELAY_PROBE_INTERVAL_MS;
+    }
+    for (const [id, r] of this.regions) {
+      if (!r.conn || id === this.home) continue;
+      const idleAt = r.lastUsed + RELAY_IDLE_MS;
+      if (now >= idleAt) {
+        this.log('debug', `relay: closing idle region ${id}`);
+        r.conn.close();
+        r.conn = undefined;
+        r.connected = false;
+      } else next = Math.min(next, idleAt);
+    }
+    return next;
+  }
+
+  status(): { region: number; code: string; url: string; connected: boolean; latencyMs: number | null; home: boolean }[] {
+    return [...this.regions.values()].map((r) => ({
+      region: r.region.id,
+      code: r.region.code,
+      url: r.region.nodes[0]?.url ?? '',
+      connected: r.connected,
+      latencyMs: r.latencyMs,
+      home: r.region.id === this.home,
+    }));
+  }
+
+  close(): void {
+    for (const r of this.regions.values()) r.conn?.close();
+    this.regions.clear();
+  }
+}
