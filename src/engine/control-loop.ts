@@ -24,6 +24,7 @@ export class ControlLoop {
   private serverKey: MachinePublic | undefined;
   private readonly backoff: Backoff;
   private report: Omit<UpdateRequest, 't'> = {};
+  private registered = false;
   private waitRegister: { resolve: () => void; reject: (e: Error) => void } | undefined;
   private sleepTimer: unknown;
   private wake: (() => void) | undefined;
@@ -95,7 +96,9 @@ export class ControlLoop {
     });
     this.connected = true;
     const req: RegisterRequest = { t: 'register', nodeKey: o.keys.node.public().toString(), hostname: o.hostname };
-    if (o.authKey) req.authKey = o.authKey;
+    // The auth key gets the node in once; after that, an expired or logged-out node needs a
+    // person (or a restart with a key) again, so an admin's "expire" sticks.
+    if (o.authKey && !this.registered) req.authKey = o.authKey;
     if (o.tags?.length) req.tags = o.tags;
     if (o.ephemeral) req.ephemeral = true;
     await new Promise<void>((resolve, reject) => {
@@ -103,6 +106,7 @@ export class ControlLoop {
       this.conn!.send(req);
     });
     this.waitRegister = undefined;
+    this.registered = true;
     this.loginUrl = undefined;
     this.view = new NetmapView();
     this.conn.send({ t: 'map', discoKey: o.keys.disco.public().toString(), endpoints: this.report.endpoints ?? [], homeRelay: this.report.homeRelay ?? 0, stream: true });

@@ -259,6 +259,22 @@ describe('lifecycle', () => {
     expect(JSON.parse(r.stdout).nodes.map((n: { name: string; online: boolean }) => [n.name, n.online])).toEqual([['a', true], ['b', true]]);
   });
 
+  it('a registered node reconnecting with the single-use auth key it joined with is let back in; the key stays spent for others', async () => {
+    await start();
+    await server!.state.createUser('u@x');
+    const once = await server!.state.createAuthKey({ user: 'u@x' });
+    const a = await node('a', { authKey: once.key }).join();
+    const id = a.view.self!.id;
+    a.close();
+    // `pierce up --authkey K` sends K at every (re)connection and restart, with the same keys.
+    const again = await node('a', { authKey: once.key, machineKey: a.machineKey, nodeKey: a.nodeKey }).join();
+    expect(again.view.self!.id).toBe(id);
+    expect(server!.state.authKeys.get(once.record.id)!.usedCount).toBe(1);
+    const other = node('b', { authKey: once.key });
+    await other.connect();
+    await expect(other.register()).rejects.toMatchObject({ code: 'AUTH_KEY_USED' });
+  });
+
   it('node keys expire (peers drop the node), renew with the old key, and logout forces a new registration', async () => {
     await start({ keyExpiryMs: 1500 });
     await server!.state.createUser('u@x');

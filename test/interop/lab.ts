@@ -30,6 +30,8 @@
  *                    wireguard-go socket removal, cleanupStale
  *   proc.ts          run, execIn, spawnIn (ChildHandle), sleep, waitFor
  *   netns.ts         createNamespacePair, ping, parsePingOutput
+ *   star.ts          createStar: a hub namespace with a bridge and N host namespaces on it
+ *                    (10.201.X.0/24, fd00:201:0:X::/64); test/interop/mesh.test.ts uses it
  *   wireguard-go.ts  wg keys, writeTempFile, formatWgQuick, parseWgDump, startWireguardGo
  *   cleanup.ts       cleanupChildren, cleanupAll
  *
@@ -71,6 +73,7 @@ export {
   type PingOptions,
   type PingResult,
 } from './lab/netns.ts';
+export { createStar, type Star, type StarHost, type StarOptions } from './lab/star.ts';
 export {
   formatWgQuick,
   genKey,

@@ -191,6 +191,14 @@ export class ControlState {
     return k;
   }
 
+  /** True without an auth key, or when `text` is the key that registered node `n`. */
+  private presentsOwnKey(n: NodeRecord, text: string | undefined): boolean {
+    if (text === undefined) return true;
+    if (n.authKeyId === null || secretId(text, 'pak') !== n.authKeyId) return false;
+    const k = this.authKeys.get(n.authKeyId);
+    return k !== undefined && secretMatches(text, k.hash);
+  }
+
   // ---- registration ----
 
   /**
@@ -204,7 +212,10 @@ export class ControlState {
     for (const n of this.nodes.values()) {
       if (n.nodeKey === req.nodeKey && n.machineKey !== machineKey) throw new ControlStateError('NODE_KEY_IN_USE', 'this node key belongs to another machine');
     }
-    if (existing && !existing.loggedOut && !this.isExpired(existing) && req.authKey === undefined) {
+    // A registered node reconnecting (or restarted with the same state) may present the auth key
+    // it registered with again, as `pierce up --authkey K` does at every connection: that key is
+    // not spent again (a single-use key would otherwise be refused and the node locked out).
+    if (existing && !existing.loggedOut && !this.isExpired(existing) && this.presentsOwnKey(existing, req.authKey)) {
       if (existing.nodeKey === req.nodeKey) return { status: 'ok', node: await this.touchHostname(existing, req.hostname) };
       if (req.oldNodeKey === existing.nodeKey) {
         // Key renewal: the machine proves itself with the Noise handshake and names its old key.
