@@ -109,8 +109,12 @@ export class DiscoAgent {
       const send = () => {
         if (!this.pending.has(k)) return;
         this.stats.pingsSent++;
-        if (this.io.sendRelay(peer.node, region, packet)) this.pending.get(k)!.sentAt = this.opts.clock.now();
-        else this.opts.clock.setTimer(send, 250);
+        // Sent: ask again each second (the peer may not have reached the relay yet); the
+        // round trip counts from the latest send. Not sent (link still opening): retry soon.
+        if (this.io.sendRelay(peer.node, region, packet)) {
+          this.pending.get(k)!.sentAt = this.opts.clock.now();
+          this.opts.clock.setTimer(send, 1000);
+        } else this.opts.clock.setTimer(send, 250);
       };
       send();
     });

@@ -45,6 +45,8 @@ export function chooseHome(latencies: Map<number, number | null>, current: numbe
 export class RelaySet {
   private readonly regions = new Map<number, Region>();
   home = 0;
+  /** The home was taken before any measurement: the first probe may move it freely. */
+  private provisional = false;
   private probing = false;
   lastProbe = -Infinity;
 
@@ -73,8 +75,14 @@ export class RelaySet {
       this.regions.delete(id);
     }
     if (this.home !== 0 && !this.regions.has(this.home)) this.home = 0;
-    if (this.home === 0) void this.probe();
-    else this.ensure(this.home);
+    if (this.home === 0 && map.regions[0]) {
+      // Be reachable at once: take the first region until the probe has measured them all.
+      this.home = map.regions[0].id;
+      this.provisional = true;
+      this.onHomeChange(this.home);
+      void this.probe();
+    }
+    this.ensure(this.home);
   }
 
   region(id: number): RelayRegion | undefined {
@@ -122,7 +130,8 @@ export class RelaySet {
           lat.set(r.region.id, ms);
         }),
       );
-      const next = chooseHome(lat, this.home);
+      const next = chooseHome(lat, this.provisional ? 0 : this.home);
+      if ([...lat.values()].some((ms) => ms !== null)) this.provisional = false;
       if (next !== 0 && next !== this.home) {
         const old = this.regions.get(this.home);
         old?.conn?.notePreferred(false);
