@@ -11,6 +11,7 @@ import { WebSocket } from 'ws';
 import { cryptoRandom } from '../../../src/crypto/backend.ts';
 import { DerpClient, type DerpClientOptions } from '../../../src/derp/client.ts';
 import { PierceError } from '../../../src/errors.ts';
+import { batchedWriter } from './transport.ts';
 
 export type DerpTransport = 'websocket' | 'derp';
 
@@ -110,7 +111,7 @@ export function dialDerp(opts: DialOptions): DerpConnection {
         return;
       }
       socket.setNoDelay(true);
-      writer = (b) => void socket.write(b);
+      writer = batchedWriter(socket);
       closer = () => socket.destroy();
       socket.on('data', (d: Buffer) => feed(new Uint8Array(d.buffer, d.byteOffset, d.byteLength)));
       socket.on('close', () => lost('connection closed'));
