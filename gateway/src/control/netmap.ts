@@ -225,9 +225,49 @@ export class Netmap {
     this.nodes.set(rec.id, n);
     this.assignSlot(n);
     const key = this.policy ? classKey(this.policy, n.identity) : '';
-    const cls = this.classes.get(key);
-    if (!cls || !this.policy) return this.rebuild();
-    this.joinClass(n, cls);
+    if (!this.policy) return;
+    this.joinClass(n, this.classes.get(key) ?? this.addClass(key, n.identity));
+  }
+
+  /**
+   * A class the netmap has not seen (a user's first device, a new tag set): its row of the
+   * visibility relation is computed against the existing classes, O(rules × classes), instead
+   * of rebuilding everything.
+   */
+  private addClass(key: string, rep: Identity): NodeClass {
+    const policy = this.policy!;
+    const c = new NodeClass(key, rep, this.words);
+    c.index = this.classes.size;
+    this.classes.set(key, c);
+    const untaggedUser = rep.tags.length === 0 ? rep.user : undefined;
+    if (untaggedUser !== undefined) {
+      const l = this.byUser.get(untaggedUser) ?? [];
+      l.push(c);
+      this.byUser.set(untaggedUser, l);
+    }
+    const vis = new Set<NodeClass>();
+    policy.acls.forEach((rule, r) => {
+      const inSrc = rule.src.some((sel) => srcMatches(policy, sel, rep));
+      if (inSrc) this.srcSets[r]!.add(c);
+      rule.dst.forEach((dst, j) => {
+        if (dst.sel.kind !== 'self' && dstMatches(policy, dst.sel, rep, rep)) {
+          this.dstSets[r]!.add(c);
+          this.dstEntrySets[r]![j]!.add(c);
+        }
+      });
+      if (inSrc) for (const b of this.dstSets[r]!) vis.add(b);
+      if (this.dstSets[r]!.has(c)) for (const b of this.srcSets[r]!) vis.add(b);
+      if (this.selfRule[r] && untaggedUser !== undefined) {
+        for (const b of this.byUser.get(untaggedUser)!) if (inSrc || this.srcSets[r]!.has(b)) vis.add(b);
+      }
+    });
+    c.visible = [...vis];
+    for (const b of vis) {
+      if (b !== c) b.visible.push(c);
+      for (const m of b.members) setBit(c.peerBits, m.slot);
+    }
+    this.compileClassFilter(c);
+    return c;
   }
 
   /** Removes a node (deleted, expired, logged out); peers get `peersRemoved`. */
@@ -588,8 +628,8 @@ export class Netmap {
         } else if (this.dstEntrySets[r]![j]!.has(c)) ports.push(...dst.ports);
       });
       const add = (srcJson: string, key: string, p: PortRange[]) => {
+        c.srcKeys.add(key); // also when empty: a later member of the source set must reach us
         if (srcJson === '[]') return;
-        c.srcKeys.add(key);
         const mk = `${srcJson}|${rule.protos.join(',')}`;
         const have = merged.get(mk);
         if (have) have.ports.push(...p);
