@@ -24,6 +24,7 @@ import {
   type ServerMessage,
 } from './messages.ts';
 import type { PacketFilter } from '../policy/types.ts';
+import { FilterState } from './filter-sets.ts';
 
 /** The subset of the WebSocket API used here (browser WebSocket and `ws` both have it). */
 export interface WebSocketLike {
@@ -148,8 +149,13 @@ export class NetmapView {
   self: SelfInfo | undefined;
   readonly peers = new Map<number, PeerInfo>();
   relays: RelayMap = { regions: [] };
-  filter: PacketFilter = [];
+  readonly filterState = new FilterState();
   seq = 0;
+
+  /** The inbound packet filter, materialized from rules and source sets. */
+  get filter(): PacketFilter {
+    return this.filterState.filter;
+  }
 
   /** Applies a map message; throws ControlError when a delta arrives out of order. */
   apply(m: MapResponse): void {
@@ -161,7 +167,7 @@ export class NetmapView {
     }
     if (m.self) this.self = m.self;
     if (m.relays) this.relays = m.relays;
-    if (m.filter) this.filter = m.filter;
+    this.filterState.apply(m);
     for (const p of m.peersChanged ?? []) this.peers.set(p.id, p);
     for (const id of m.peersRemoved ?? []) this.peers.delete(id);
     for (const patch of m.peersPatch ?? []) {

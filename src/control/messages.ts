@@ -8,7 +8,7 @@
  *   control → node   register (ok | needs-login), map (full, then deltas), keepalive, error
  */
 import { PierceError } from '../errors.ts';
-import type { PacketFilter } from '../policy/types.ts';
+import type { FilterRuleRef, SetPatch } from './filter-sets.ts';
 
 /** Protocol version spoken by this code; sent in the Noise handshake payload. */
 export const CONTROL_PROTOCOL_VERSION = 1;
@@ -129,8 +129,12 @@ export interface MapResponse {
   peersRemoved?: number[];
   peersPatch?: PeerPatch[];
   relays?: RelayMap;
-  /** The inbound packet filter for this node; present in full maps and when it changes. */
-  filter?: PacketFilter;
+  /** The inbound packet filter's rules (sources by set id); in full maps and when they change. */
+  filter?: FilterRuleRef[];
+  /** Full contents of source sets this node did not have (src/control/filter-sets.ts). */
+  sets?: Record<string, string[]>;
+  /** Members that joined or left source sets the node has. */
+  setsPatch?: SetPatch[];
 }
 export interface ErrorMessage {
   t: 'error';

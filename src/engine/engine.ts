@@ -104,7 +104,7 @@ export class Engine {
   private onMap(m: MapResponse): void {
     const view = this.control.view;
     if (m.relays || m.full) this.relays.setMap(view.relays);
-    if (m.filter || m.full) this.filter.setFilter(view.filter);
+    if (m.filter || m.full || m.sets || m.setsPatch) this.filter.setFilter(view.filter);
     if (!this.stack && view.self) {
       this.stack = new Stack({
         addresses: view.self.addrs.map((a) => parsePrefix(a).addr),

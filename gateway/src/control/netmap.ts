@@ -20,6 +20,8 @@ import type { PeerInfo, PeerPatch, RelayMap, SelfInfo } from '../../../src/contr
 import { classKey, dstMatches, srcMatches, selectorPrefixes, aggregatePrefixes } from '../../../src/policy/index.ts';
 import type { Identity, Policy, PortRange, Rule } from '../../../src/policy/index.ts';
 import type { NodeRecord } from '../store/types.ts';
+import { materializeFilter } from '../../../src/control/filter-sets.ts';
+import { SrcSetRegistry, hostPrefixes, type SrcSet } from './srcsets.ts';
 
 /** Where a connected node's map messages go; `send` gets the fields after "t" and "seq". */
 export interface MapSink {
@@ -39,6 +41,7 @@ interface Pending {
   self: boolean;
   filter: boolean;
   relays: boolean;
+  setPatches: string[];
 }
 
 /** One node as the netmap holds it. */
@@ -51,8 +54,9 @@ export class MapNode {
   homeRelay = 0;
   sink: MapSink | undefined;
   pending: Pending | undefined;
-  /** The class filter signature last sent to this node. */
+  /** The class filter signature last sent to this node, and the source sets it holds. */
   sentFilter: string | undefined;
+  sentSets = new Set<string>();
   private peerJsonCache: string | undefined;
   private selfJsonCache: string | undefined;
 
@@ -99,9 +103,10 @@ export class MapNode {
   }
 }
 
-/** A compiled filter rule of a class: the source set is shared, the destination is the node. */
+/** A compiled filter rule of a class: sources by set (shared), the destination is the node. */
 interface ClassRule {
-  srcJson: string;
+  set: SrcSet | undefined;
+  literalJson: string;
   ports: PortRange[];
   protos: number[];
 }
@@ -114,8 +119,8 @@ export class NodeClass {
   rules: ClassRule[] = [];
   /** JSON of `rules`; nodes whose sentFilter differs get the filter again. */
   filterSig = '';
-  /** Source-set keys the rules use, for invalidation when a node joins or leaves. */
-  srcKeys = new Set<string>();
+  /** Source sets this class's members belong to (they join and leave them). */
+  memberOf: SrcSet[] = [];
   index = 0;
 
   constructor(
@@ -169,12 +174,11 @@ export class Netmap {
   /** Rule index → destination index → classes it matches (for the ports of that entry). */
   private dstEntrySets: Set<NodeClass>[][] = [];
   private selfRule: boolean[] = [];
-  private srcJsonCache = new Map<string, string>();
+  private readonly srcSetReg = new SrcSetRegistry();
+  private literalCache = new Map<number, string>();
   private relaysJson: string;
   private flushScheduled = false;
   private readonly dirty = new Set<MapNode>();
-  /** Classes whose filter must be recompiled before the next flush. */
-  private readonly filterDirty = new Set<NodeClass>();
   /** Statistics for status and benchmarks. */
   readonly stats = { rebuilds: 0, lastRebuildMs: 0, flushes: 0, messages: 0 };
 
@@ -266,6 +270,7 @@ export class Netmap {
       if (b !== c) b.visible.push(c);
       for (const m of b.members) setBit(c.peerBits, m.slot);
     }
+    for (const s of this.srcSetReg.byDef.values()) if (this.inSet(c, s)) c.memberOf.push(s);
     this.compileClassFilter(c);
     return c;
   }
@@ -284,7 +289,7 @@ export class Netmap {
     this.slots[n.slot] = undefined;
     this.freeSlots.push(n.slot);
     this.dirty.delete(n);
-    this.invalidateSources(cls);
+    for (const s of cls.memberOf) this.setChanged(s, () => s.leave(n));
   }
 
   /** A node's map stream opened: it is online, gets a full map, its peers a patch. */
@@ -297,7 +302,6 @@ export class Netmap {
     n.invalidate();
     n.pending = undefined;
     this.dirty.delete(n);
-    this.recompileDirtyFilters();
     this.sendFull(n);
     this.fanOutPatch(n, { id, online: true, lastSeen: null, ...(report.endpoints ? { endpoints: n.endpoints } : {}), homeRelay: n.homeRelay, discoKey: n.rec.discoKey });
   }
@@ -340,8 +344,9 @@ export class Netmap {
   /** The packet filter JSON a node gets (admin, tests). */
   filterJsonOf(id: number): string {
     const n = this.nodes.get(id);
-    this.recompileDirtyFilters();
-    return n ? this.filterJson(n) : '[]';
+    if (!n) return '[]';
+    const rules = n.cls.rules.map((r) => ({ sets: r.set ? [r.set.id] : [], src: JSON.parse(r.literalJson) as string[], dst: this.dstFor(n, r.ports), protos: r.protos }));
+    return JSON.stringify(materializeFilter(rules, (sid) => this.srcSetReg.byId.get(sid)?.prefixes()));
   }
 
   // ---- internals ----
@@ -378,7 +383,7 @@ export class Netmap {
   }
 
   private mark(n: MapNode): Pending {
-    if (!n.pending) n.pending = { changed: new Set(), removed: new Set(), patches: new Map(), self: false, filter: false, relays: false };
+    if (!n.pending) n.pending = { changed: new Set(), removed: new Set(), patches: new Map(), self: false, filter: false, relays: false, setPatches: [] };
     if (n.sink) {
       this.dirty.add(n);
       this.scheduleFlush();
@@ -438,30 +443,42 @@ export class Netmap {
       setBit(v.peerBits, n.slot);
       for (const m of v.members) if (m !== n) this.addPeer(m, n.id);
     }
-    this.invalidateSources(cls);
+    for (const s of cls.memberOf) this.setChanged(s, () => s.join(n));
   }
 
-  /** A member joined or left `cls`: source sets that include it change, so do some filters. */
-  private invalidateSources(cls: NodeClass): void {
-    const keys: string[] = [];
-    for (let r = 0; r < this.srcSets.length; r++) {
-      if (!this.srcSets[r]!.has(cls)) continue;
-      keys.push(String(r));
-      if (this.selfRule[r] && cls.rep.tags.length === 0) keys.push(`${r}@${cls.rep.user}`);
-    }
-    if (keys.length === 0) return;
-    // Recompiled once per flush, however many nodes joined or left in between.
-    for (const k of keys) this.srcJsonCache.delete(k);
-    for (const c of this.classes.values()) if (keys.some((k) => c.srcKeys.has(k))) this.filterDirty.add(c);
+  private setChanged(s: SrcSet, change: () => void): void {
+    change();
+    this.srcSetReg.dirty.add(s);
     this.scheduleFlush();
   }
 
-  private recompileDirtyFilters(): void {
-    for (const c of this.filterDirty) {
-      this.compileClassFilter(c);
-      for (const m of c.members) if (m.sentFilter !== c.filterSig) this.mark(m).filter = true;
+  /** Whether members of class `c` belong to set `s`. */
+  private inSet(c: NodeClass, s: SrcSet): boolean {
+    if (!this.srcSets[s.rule]!.has(c)) return false;
+    return s.user === undefined || (c.rep.tags.length === 0 && c.rep.user === s.user);
+  }
+
+  /** The source set of rule r (restricted to one user's untagged nodes for autogroup:self). */
+  private srcSet(r: number, user?: string): SrcSet {
+    const rule = this.policy!.acls[r]!;
+    const def = JSON.stringify(rule.src.map((x) => x.text)) + (user === undefined ? '' : `@${user}`);
+    return this.srcSetReg.get(def, r, user, (s) => {
+      for (const c of this.classes.values()) {
+        if (!this.inSet(c, s)) continue;
+        c.memberOf.push(s);
+        for (const m of c.members) s.join(m);
+      }
+    });
+  }
+
+  /** Literal source prefixes of rule r (IPs and CIDRs in the policy), aggregated, as JSON. */
+  private literalJson(r: number): string {
+    let j = this.literalCache.get(r);
+    if (j === undefined) {
+      j = JSON.stringify(aggregatePrefixes(this.policy!.acls[r]!.src.flatMap((sel) => selectorPrefixes(sel))));
+      this.literalCache.set(r, j);
     }
-    this.filterDirty.clear();
+    return j;
   }
 
   private rebuild(): void {
@@ -541,10 +558,23 @@ export class Netmap {
       c.visible = [...vis.get(c)!];
       for (const v of c.visible) for (const m of v.members) setBit(c.peerBits, m.slot);
     }
-    // Filters.
-    this.srcJsonCache.clear();
-    this.filterDirty.clear();
+    // Filters, with source sets by reference: a set whose sources are unchanged keeps its id,
+    // and nodes that hold it get only the members that joined or left.
+    const oldSets = this.srcSetReg.reset();
+    this.literalCache.clear();
     for (const c of list) this.compileClassFilter(c);
+    for (const s of this.srcSetReg.byDef.values()) {
+      const was = oldSets.get(s.def);
+      if (!was) continue;
+      // What nodes holding the set have: the old members as of the last flush.
+      const flushed = new Set(was.prefixes());
+      for (const x of was.added) flushed.delete(x);
+      for (const x of was.removed) flushed.add(x);
+      const now = new Set(s.prefixes());
+      for (const x of now) if (!flushed.has(x)) s.added.push(x);
+      for (const x of flushed) if (!now.has(x)) s.removed.push(x);
+      if (s.added.length || s.removed.length) this.srcSetReg.dirty.add(s);
+    }
     // Deltas: diff each node's old peer bits against its new ones, once per class pair.
     const diffs = new Map<string, { added: number[]; removed: number[] }>();
     for (const n of this.nodes.values()) {
@@ -597,28 +627,10 @@ export class Netmap {
     return { added, removed };
   }
 
-  /** The source prefixes of rule r (optionally restricted to one user's untagged classes). */
-  private srcJson(r: number, user?: string): string {
-    const key = user === undefined ? String(r) : `${r}@${user}`;
-    let j = this.srcJsonCache.get(key);
-    if (j !== undefined) return j;
-    const rule = this.policy!.acls[r]!;
-    const prefixes: string[] = [];
-    // autogroup:self admits only the user's own nodes, never literal prefixes.
-    if (user === undefined) for (const sel of rule.src) prefixes.push(...selectorPrefixes(sel));
-    for (const c of this.srcSets[r]!) {
-      if (user !== undefined && (c.rep.tags.length !== 0 || c.rep.user !== user)) continue;
-      for (const m of c.members) prefixes.push(`${m.rec.ipv4}/32`, `${m.rec.ipv6}/128`);
-    }
-    j = JSON.stringify(aggregatePrefixes(prefixes));
-    this.srcJsonCache.set(key, j);
-    return j;
-  }
-
   private compileClassFilter(c: NodeClass): void {
     const policy = this.policy!;
     const merged = new Map<string, ClassRule>();
-    c.srcKeys.clear();
+    for (const old of c.rules) old.set?.classes.delete(c);
     policy.acls.forEach((rule: Rule, r: number) => {
       const ports: PortRange[] = [];
       let selfPorts: PortRange[] | undefined;
@@ -627,36 +639,63 @@ export class Netmap {
           if (c.rep.tags.length === 0 && c.rep.user !== undefined) (selfPorts ??= []).push(...dst.ports);
         } else if (this.dstEntrySets[r]![j]!.has(c)) ports.push(...dst.ports);
       });
-      const add = (srcJson: string, key: string, p: PortRange[]) => {
-        c.srcKeys.add(key); // also when empty: a later member of the source set must reach us
-        if (srcJson === '[]') return;
-        const mk = `${srcJson}|${rule.protos.join(',')}`;
+      const add = (set: SrcSet, literalJson: string, p: PortRange[]) => {
+        const mk = `${set.id}|${literalJson}|${rule.protos.join(',')}`;
         const have = merged.get(mk);
         if (have) have.ports.push(...p);
-        else merged.set(mk, { srcJson, ports: [...p], protos: rule.protos });
+        else merged.set(mk, { set, literalJson, ports: [...p], protos: rule.protos });
       };
-      if (ports.length) add(this.srcJson(r), String(r), ports);
-      if (selfPorts) add(this.srcJson(r, c.rep.user), `${r}@${c.rep.user}`, selfPorts);
+      if (ports.length) add(this.srcSet(r), this.literalJson(r), ports);
+      // autogroup:self admits only the user's own nodes, never literal prefixes.
+      if (selfPorts) add(this.srcSet(r, c.rep.user), '[]', selfPorts);
     });
     c.rules = [...merged.values()].map((x) => ({ ...x, ports: coalesce(x.ports) }));
-    c.filterSig = c.rules.map((x) => `${x.srcJson}:${portsJson(x.ports).join(',')}:${x.protos.join(',')}`).join(';');
+    for (const x of c.rules) x.set?.classes.add(c);
+    c.filterSig = c.rules.map((x) => `${x.set?.id ?? ''}:${x.literalJson}:${portsJson(x.ports).join(',')}:${x.protos.join(',')}`).join(';');
   }
 
-  private filterJson(n: MapNode): string {
-    const dsts = [`${n.rec.ipv4}/32`, `${n.rec.ipv6}/128`];
+  private dstFor(n: MapNode, ports: PortRange[]): { prefix: string; ports: PortRange }[] {
+    return hostPrefixes(n).flatMap((prefix) => ports.map((p) => ({ prefix, ports: p })));
+  }
+
+  /**
+   * The filter rules for a node (sources by set id), plus the full contents of sets it does not
+   * hold yet; afterwards the node holds exactly the sets its rules name.
+   */
+  private filterParts(n: MapNode): string {
+    const dsts = hostPrefixes(n);
+    const held = n.sentSets;
+    n.sentSets = new Set();
+    const newSets: string[] = [];
     const rules = n.cls.rules.map((r) => {
       const dst = dsts.flatMap((prefix) => portsJson(r.ports).map((p) => `{"prefix":"${prefix}","ports":${p}}`));
-      return `{"src":${r.srcJson},"dst":[${dst.join(',')}],"protos":[${r.protos.join(',')}]}`;
+      const sets = r.set ? `"sets":["${r.set.id}"],` : '';
+      if (r.set && !n.sentSets.has(r.set.id)) {
+        n.sentSets.add(r.set.id);
+        if (!held.has(r.set.id)) newSets.push(`"${r.set.id}":${r.set.contentJson()}`);
+      }
+      return `{${sets}"src":${r.literalJson},"dst":[${dst.join(',')}],"protos":[${r.protos.join(',')}]}`;
     });
-    return `[${rules.join(',')}]`;
+    n.sentFilter = n.cls.filterSig;
+    return `"filter":[${rules.join(',')}]${newSets.length ? `,"sets":{${newSets.join(',')}}` : ''}`;
   }
 
   private sendFull(n: MapNode): void {
     const peers: string[] = [];
     this.forEachPeer(n, (p) => peers.push(p.peerJson));
-    n.sentFilter = n.cls.filterSig;
-    n.sink!.send(`"full":true,"self":${n.selfJson},"peers":[${peers.join(',')}],"relays":${this.relaysJson},"filter":${this.filterJson(n)}`);
+    n.sentSets = new Set();
+    n.sink!.send(`"full":true,"self":${n.selfJson},"peers":[${peers.join(',')}],"relays":${this.relaysJson},${this.filterParts(n)}`);
     this.stats.messages++;
+  }
+
+  /** Queues each dirty set's patch for the nodes that hold the set. */
+  private queueSetPatches(): void {
+    for (const s of this.srcSetReg.dirty) {
+      const patch = s.takePatch();
+      if (!patch) continue;
+      for (const c of s.classes) for (const m of c.members) if (m.sink && m.sentSets.has(s.id)) this.mark(m).setPatches.push(patch);
+    }
+    this.srcSetReg.dirty.clear();
   }
 
   private scheduleFlush(): void {
@@ -668,7 +707,7 @@ export class Netmap {
   /** Sends every node's batched delta. */
   flush(): void {
     this.flushScheduled = false;
-    this.recompileDirtyFilters();
+    this.queueSetPatches();
     let count = 0;
     for (const n of this.dirty) {
       const p = n.pending;
@@ -687,10 +726,8 @@ export class Netmap {
       if (p.removed.size) parts.push(`"peersRemoved":[${[...p.removed].join(',')}]`);
       if (p.patches.size) parts.push(`"peersPatch":${JSON.stringify([...p.patches.values()])}`);
       if (p.relays) parts.push(`"relays":${this.relaysJson}`);
-      if (p.filter && n.sentFilter !== n.cls.filterSig) {
-        n.sentFilter = n.cls.filterSig;
-        parts.push(`"filter":${this.filterJson(n)}`);
-      }
+      if (p.setPatches.length) parts.push(`"setsPatch":[${p.setPatches.join(',')}]`);
+      if (p.filter && n.sentFilter !== n.cls.filterSig) parts.push(this.filterParts(n));
       if (parts.length === 0) continue;
       n.sink.send(parts.join(','));
       count++;

@@ -54,6 +54,9 @@ export class ControlState {
   policy!: Policy;
   policyText = DEFAULT_POLICY;
   private readonly byMachine = new Map<string, NodeRecord>();
+  private readonly byNodeKey = new Map<string, NodeRecord>();
+  private readonly byName = new Map<string, number>();
+  private expiryAt = Infinity;
   private readonly addrs = new AddressAllocator();
   private readonly timers = new Map<number, NodeJS.Timeout>();
   private expiryTimer: NodeJS.Timeout | undefined;
@@ -88,8 +91,7 @@ export class ControlState {
     this.netmap.setPolicy(policy);
     const start = this.now();
     for (const n of await this.store.listNodes()) {
-      this.nodes.set(n.id, n);
-      this.byMachine.set(n.machineKey, n);
+      this.indexNode(n);
       this.addrs.hold(n.ipv4);
       if (this.isActive(n)) this.netmap.upsert(n, this.userName(n.userId));
       // Ephemeral nodes are offline now; they go unless they come back in time.
@@ -209,9 +211,8 @@ export class ControlState {
     NodePublic.parse(req.nodeKey); // typed KeyError when malformed
     if (req.oldNodeKey !== undefined) NodePublic.parse(req.oldNodeKey);
     const existing = this.byMachine.get(machineKey);
-    for (const n of this.nodes.values()) {
-      if (n.nodeKey === req.nodeKey && n.machineKey !== machineKey) throw new ControlStateError('NODE_KEY_IN_USE', 'this node key belongs to another machine');
-    }
+    const holder = this.byNodeKey.get(req.nodeKey);
+    if (holder && holder.machineKey !== machineKey) throw new ControlStateError('NODE_KEY_IN_USE', 'this node key belongs to another machine');
     // A registered node reconnecting (or restarted with the same state) may present the auth key
     // it registered with again, as `pierce up --authkey K` does at every connection: that key is
     // not spent again (a single-use key would otherwise be refused and the node locked out).
@@ -267,10 +268,12 @@ export class ControlState {
 
   private uniqueName(hostname: string, selfId?: number): string {
     const base = sanitizeHostname(hostname);
-    const taken = new Set<string>();
-    for (const n of this.nodes.values()) if (n.id !== selfId) taken.add(n.name);
-    if (!taken.has(base)) return base;
-    for (let i = 1; ; i++) if (!taken.has(`${base}-${i}`)) return `${base}-${i}`;
+    const taken = (name: string) => {
+      const id = this.byName.get(name);
+      return id !== undefined && id !== selfId;
+    };
+    if (!taken(base)) return base;
+    for (let i = 1; ; i++) if (!taken(`${base}-${i}`)) return `${base}-${i}`;
   }
 
   private async touchHostname(n: NodeRecord, hostname: string): Promise<NodeRecord> {
@@ -312,10 +315,9 @@ export class ControlState {
       lastSeen: null,
       loggedOut: false,
     });
-    this.nodes.set(rec.id, rec);
-    this.byMachine.set(machineKey, rec);
+    this.indexNode(rec);
     this.netmap.upsert(rec, this.userName(userId));
-    this.scheduleExpiry();
+    this.noteExpiry(rec);
     return rec;
   }
 
@@ -323,20 +325,33 @@ export class ControlState {
   async updateNode(n: NodeRecord, patch: Partial<NodeRecord>): Promise<NodeRecord> {
     await this.store.updateNode(n.id, patch);
     const rec: NodeRecord = { ...n, ...patch };
-    this.nodes.set(rec.id, rec);
-    this.byMachine.set(rec.machineKey, rec);
+    this.unindexNode(n);
+    this.indexNode(rec);
     if (this.isActive(rec)) this.netmap.upsert(rec, this.userName(rec.userId));
     else this.netmap.remove(rec.id);
-    this.scheduleExpiry();
+    this.noteExpiry(rec);
     return rec;
+  }
+
+  private indexNode(n: NodeRecord): void {
+    this.nodes.set(n.id, n);
+    this.byMachine.set(n.machineKey, n);
+    this.byNodeKey.set(n.nodeKey, n);
+    this.byName.set(n.name, n.id);
+  }
+
+  private unindexNode(n: NodeRecord): void {
+    this.nodes.delete(n.id);
+    this.byMachine.delete(n.machineKey);
+    if (this.byNodeKey.get(n.nodeKey)?.id === n.id) this.byNodeKey.delete(n.nodeKey);
+    if (this.byName.get(n.name) === n.id) this.byName.delete(n.name);
   }
 
   async deleteNode(id: number): Promise<void> {
     const n = this.nodes.get(id);
     if (!n) throw new ControlStateError('NOT_FOUND', `no node ${id}`);
     await this.store.deleteNode(id);
-    this.nodes.delete(id);
-    this.byMachine.delete(n.machineKey);
+    this.unindexNode(n);
     this.addrs.release(n.ipv4);
     clearTimeout(this.timers.get(id));
     this.timers.delete(id);
@@ -405,9 +420,16 @@ export class ControlState {
     this.timers.set(id, t);
   }
 
+  /** A node's expiry changed: arm the timer earlier if needed (no scan of every node). */
+  private noteExpiry(n: NodeRecord): void {
+    if (n.keyExpiry === null || n.loggedOut) return;
+    if (n.keyExpiry <= this.now() || n.keyExpiry < this.expiryAt) this.scheduleExpiry();
+  }
+
   /** Drops nodes whose key expired from the netmap, at the next expiry time. */
   private scheduleExpiry(): void {
     clearTimeout(this.expiryTimer);
+    this.expiryAt = Infinity;
     let next = Infinity;
     const now = this.now();
     for (const n of this.nodes.values()) {
@@ -420,6 +442,7 @@ export class ControlState {
       } else next = Math.min(next, n.keyExpiry);
     }
     if (next === Infinity) return;
+    this.expiryAt = next;
     this.expiryTimer = setTimeout(() => this.scheduleExpiry(), Math.min(next - now + 1, 2 ** 31 - 1));
     this.expiryTimer.unref();
   }

@@ -226,7 +226,8 @@ export class SqliteStore implements Store {
            VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
         )
         .run(n.machineKey, n.nodeKey, n.discoKey, n.name, n.hostname, n.userId, toColumn(n.tags), n.ipv4, n.ipv6, toColumn(n.ephemeral), n.authKeyId, n.createdAt, n.keyExpiry, n.lastSeen, toColumn(n.loggedOut));
-      return { ...n, id: Number(r.lastInsertRowid) };
+      // id first: every record then has the same shape (V8 hidden class), which keeps scans fast.
+      return { id: Number(r.lastInsertRowid), ...n };
     });
   }
   updateNode(id: number, patch: NodePatch): Promise<void> {
