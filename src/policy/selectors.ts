@@ -150,6 +150,21 @@ export function isInternet(id: Identity): boolean {
   return true;
 }
 
+const groupSets = new WeakMap<ReadonlyMap<string, readonly string[]>, Map<string, Set<string>>>();
+
+/** A group's members as a Set (groups of thousands are matched per node per rule). */
+function groupSet(policy: Pick<Policy, 'groups'>, group: string): Set<string> | undefined {
+  let m = groupSets.get(policy.groups);
+  if (!m) groupSets.set(policy.groups, (m = new Map()));
+  let s = m.get(group);
+  if (!s) {
+    const list = policy.groups.get(group);
+    if (!list) return undefined;
+    m.set(group, (s = new Set(list)));
+  }
+  return s;
+}
+
 /** Whether a node is matched by a source selector. */
 export function srcMatches(policy: Pick<Policy, 'groups'>, sel: Selector, id: Identity): boolean {
   switch (sel.kind) {
@@ -160,7 +175,7 @@ export function srcMatches(policy: Pick<Policy, 'groups'>, sel: Selector, id: Id
       return policyUser(id) === sel.user;
     case 'group': {
       const u = policyUser(id);
-      return u !== undefined && (policy.groups.get(sel.group)?.includes(u) ?? false);
+      return u !== undefined && (groupSet(policy, sel.group)?.has(u) ?? false);
     }
     case 'tag':
       return id.tags.includes(sel.tag);

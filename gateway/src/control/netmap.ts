@@ -463,7 +463,8 @@ export class Netmap {
     const rule = this.policy!.acls[r]!;
     const def = JSON.stringify(rule.src.map((x) => x.text)) + (user === undefined ? '' : `@${user}`);
     return this.srcSetReg.get(def, r, user, (s) => {
-      for (const c of this.classes.values()) {
+      // A user's set can only hold that user's classes: no scan of every class.
+      for (const c of user === undefined ? this.classes.values() : (this.byUser.get(user) ?? [])) {
         if (!this.inSet(c, s)) continue;
         c.memberOf.push(s);
         for (const m of c.members) s.join(m);
