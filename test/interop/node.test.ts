@@ -97,6 +97,27 @@ describe('pierce up', () => {
   });
 });
 
+describe('pierce logout and down', () => {
+  it('logout expires the key at control and stops the node; down just stops it', async () => {
+    const { key } = await control.state.createAuthKey({ user: 'u@x', reusable: true });
+    const a = await up('a', { authKey: key });
+    const b = await up('b', { authKey: key });
+    await a.engine.whenRunning();
+    await b.engine.whenRunning();
+    const idA = a.engine.status().self!.id;
+    const out = await apiRequest(join(dir, 'a.sock'), 'POST', '/logout');
+    expect(out.status).toBe(200);
+    await a.stopped;
+    expect(control.state.nodes.get(idA)!.loggedOut).toBe(true);
+    for (let i = 0; i < 100 && b.engine.status().peers.length > 0; i++) await new Promise((r) => setTimeout(r, 50));
+    expect(b.engine.status().peers).toEqual([]);
+    const down = await apiRequest(join(dir, 'b.sock'), 'POST', '/down');
+    expect(down.status).toBe(200);
+    await b.stopped;
+    expect(b.engine.status().state).toBe('stopped');
+  });
+});
+
 describe('pierce node commands from the command line', () => {
   it('print --help, refuse bad arguments with exit 2, and say when no node runs', async () => {
     expect((await pierce(['up', '--help'])).stdout).toContain('--forward PORT[=HOST:PORT]');
