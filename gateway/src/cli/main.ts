@@ -31,7 +31,7 @@ Commands:
   control apikey --db FILE      print a new admin API key
   admin <what> <action>         manage users, auth keys, nodes, policy through the admin API
 
-Run \`pierce wg --help\` or \`pierce wg <command> --help\` for details.
+Every command takes --help (e.g. \`pierce up --help\`, \`pierce admin --help\`).
 `;
 
 /** A usage error: printed with a hint, exit code 2. */
