@@ -1,0 +1,126 @@
+/**
+ * netcheck (Tailscale's net/netcheck, reduced): what this host's network lets a node do.
+ *
+ *   UDP / IPv4 / IPv6      a STUN Binding answered over that family
+ *   public addresses       the reflexive addresses STUN saw
+ *   mapping varies         two STUN servers (different IPs) saw different ip:port from ONE socket:
+ *                          an endpoint-dependent NAT, where hole punching needs birthday probing
+ *   NAT64                  RFC 7050 prefix (gateway/src/nat64)
+ *   relay latency          HEAD /derp/probe timing per relay, and the preferred one
+ *
+ * One socket per family is used for every STUN server, as a node's WireGuard socket would be.
+ * Port-mapping probes, hairpinning and captive portals are not measured yet.
+ */
+import { createSocket, type Socket } from 'node:dgram';
+import { performance } from 'node:perf_hooks';
+import { formatIP } from '../../../src/netstack/addr.ts';
+import type { RelayNode } from '../../../src/control/messages.ts';
+import { chooseHome } from '../../../src/engine/relays.ts';
+import { stunBinding, type StunServerAddress } from '../stun/client.ts';
+import { detectNat64 } from '../nat64/detect.ts';
+
+export interface NetcheckOptions {
+  /** STUN servers ("host:port"), e.g. the relays' STUN addresses. */
+  stun: StunServerAddress[];
+  /** Relays to time (region id → node). */
+  relays?: Map<number, RelayNode>;
+  timeoutMs?: number;
+  /** DNS servers for NAT64 detection (default: the system's). */
+  dns?: string[];
+}
+
+export interface StunObservation {
+  server: string;
+  family: 4 | 6;
+  mapped: string | null;
+  rttMs: number | null;
+}
+
+export interface NetcheckReport {
+  udp: boolean;
+  ipv4: boolean;
+  ipv6: boolean;
+  globalV4: string | null;
+  globalV6: string | null;
+  /** null when fewer than two IPv4 servers answered. */
+  mappingVariesByDestIP: boolean | null;
+  nat64Prefix: string | null;
+  stun: StunObservation[];
+  relayLatencyMs: Record<string, number | null>;
+  preferredRelay: number;
+  durationMs: number;
+}
+
+function endpoint(address: string, port: number): string {
+  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
+}
+
+async function bind(type: 'udp4' | 'udp6'): Promise<Socket | null> {
+  const s = createSocket(type === 'udp6' ? { type, ipv6Only: true } : { type });
+  return new Promise((resolve) => {
+    s.once('error', () => {
+      s.close();
+      resolve(null);
+    });
+    s.bind(0, () => resolve(s));
+  });
+}
+
+async function probeRelay(node: RelayNode, timeoutMs: number): Promise<number | null> {
+  const url = new URL('/derp/probe', node.url);
+  try {
+    await fetch(url, { method: 'HEAD', signal: AbortSignal.timeout(timeoutMs) });
+    const t0 = performance.now();
+    const r = await fetch(url, { method: 'HEAD', signal: AbortSignal.timeout(timeoutMs) });
+    return r.ok ? performance.now() - t0 : null;
+  } catch {
+    return null;
+  }
+}
+
+export async function netcheck(o: NetcheckOptions): Promise<NetcheckReport> {
+  const t0 = performance.now();
+  const timeoutMs = o.timeoutMs ?? 3000;
+  const [s4, s6] = await Promise.all([bind('udp4'), bind('udp6')]);
+  try {
+    const stun = await Promise.all(
+      o.stun.map(async (srv): Promise<StunObservation> => {
+        const family = srv.host.includes(':') ? 6 : 4;
+        const sock = family === 6 ? s6 : s4;
+        const server = endpoint(srv.host, srv.port);
+        if (!sock) return { server, family, mapped: null, rttMs: null };
+        try {
+          const r = await stunBinding(sock, srv, { timeoutMs, rto: 100 });
+          return { server, family, mapped: endpoint(r.address, r.port), rttMs: r.rtt };
+        } catch {
+          return { server, family, mapped: null, rttMs: null };
+        }
+      }),
+    );
+    const relays = [...(o.relays ?? new Map<number, RelayNode>()).entries()];
+    const [latencies, nat64] = await Promise.all([
+      Promise.all(relays.map(async ([id, node]) => [id, await probeRelay(node, timeoutMs)] as const)),
+      detectNat64({ timeoutMs: Math.min(timeoutMs, 2000), ...(o.dns ? { servers: o.dns } : {}) }),
+    ]);
+    const v4 = stun.filter((x) => x.family === 4 && x.mapped);
+    const v6 = stun.filter((x) => x.family === 6 && x.mapped);
+    const serversV4 = new Set(v4.map((x) => x.server.split(':')[0]));
+    const lat = new Map<number, number | null>(latencies);
+    return {
+      udp: v4.length + v6.length > 0,
+      ipv4: v4.length > 0,
+      ipv6: v6.length > 0,
+      globalV4: v4[0]?.mapped ?? null,
+      globalV6: v6[0]?.mapped ?? null,
+      mappingVariesByDestIP: serversV4.size < 2 ? null : new Set(v4.map((x) => x.mapped)).size > 1,
+      nat64Prefix: nat64 ? `${formatIP(nat64.prefix)}/${nat64.length}` : null,
+      stun,
+      relayLatencyMs: Object.fromEntries(latencies.map(([id, ms]) => [String(id), ms])),
+      preferredRelay: chooseHome(lat, 0),
+      durationMs: performance.now() - t0,
+    };
+  } finally {
+    s4?.close();
+    s6?.close();
+  }
+}
