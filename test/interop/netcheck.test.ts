@@ -12,6 +12,10 @@ import { startRelay, type RelayServer } from '../../gateway/src/relay/server.ts'
 import { netcheck } from '../../gateway/src/netcheck/netcheck.ts';
 import { buildBindingSuccess, parseStun } from '../../src/stun/message.ts';
 import { parseIP } from '../../src/netstack/addr.ts';
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+const PIERCE = fileURLToPath(new URL('../../gateway/bin/pierce.mjs', import.meta.url));
 
 const closers: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
@@ -73,5 +77,20 @@ describe('pierce netcheck core', () => {
   it('reports no UDP when nothing answers', async () => {
     const r = await netcheck({ stun: [{ host: '127.0.0.1', port: 9 }], dns: ['127.0.0.1:9'], timeoutMs: 400 });
     expect(r).toMatchObject({ udp: false, ipv4: false, globalV4: null, mappingVariesByDestIP: null, preferredRelay: 0 });
+  });
+
+  it('pierce netcheck --json from the command line, with a relay and its STUN address', async () => {
+    const stun = await ourStun('127.0.0.1');
+    const relay: RelayServer = await startRelay({ host: '127.0.0.1', port: 0 });
+    closers.push(() => relay.close());
+    const out = await new Promise<{ code: number; stdout: string }>((resolve) => {
+      execFile(process.execPath, [PIERCE, 'netcheck', '--relay', `http://127.0.0.1:${relay.port},stun=127.0.0.1:${stun.port}`, '--dns', '127.0.0.1:9', '--timeout', '1000', '--json'], { timeout: 20_000 }, (err, stdout) =>
+        resolve({ code: err ? 1 : 0, stdout }),
+      );
+    });
+    expect(out.code).toBe(0);
+    const r = JSON.parse(out.stdout) as { ipv4: boolean; preferredRelay: number; globalV4: string };
+    expect(r).toMatchObject({ ipv4: true, preferredRelay: 1 });
+    expect(r.globalV4).toMatch(/^127\.0\.0\.1:/);
   });
 });

@@ -9,6 +9,7 @@ import { policyCommand } from './policy.ts';
 import { controlCommand } from './control.ts';
 import { adminCommand } from './admin.ts';
 import { nodeCommand, upCommand } from './up.ts';
+import { netcheckCommand } from './netcheck.ts';
 
 const VERSION = '0.1.0';
 
@@ -27,6 +28,7 @@ Commands:
   up --control URL              run this machine as a mesh node (forwards, local API)
   status | ping PEER | nc PEER PORT | ip | down | logout
                                 talk to the running node
+  netcheck --relay URL …        UDP, NAT mapping behaviour, NAT64, relay latency
   control --listen A:P --db F   run the coordination server (registration, policy, netmaps)
   control apikey --db FILE      print a new admin API key
   admin <what> <action>         manage users, auth keys, nodes, policy through the admin API
@@ -83,6 +85,8 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
         return await adminCommand(rest, io);
       case 'up':
         return await upCommand(rest, io);
+      case 'netcheck':
+        return await netcheckCommand(rest, io);
       case 'status':
       case 'ping':
       case 'nc':
