@@ -21,6 +21,7 @@ import {
 } from '../../src/control/noise.ts';
 import { decodeJson, encodeJson, FrameError, MAX_CHUNK_DATA, Reassembler, sealMessage } from '../../src/control/framing.ts';
 import { seededRandom } from '../support/wg-net.ts';
+import { thrownCode } from '../support/errors.ts';
 
 const h = (s: string) => fromHex(s)!;
 const te = new TextEncoder();
@@ -28,15 +29,7 @@ const te = new TextEncoder();
 const seeded = (seed: number): RandomSource => seededRandom(seed);
 
 /** Runs fn and returns the code of the error it throws, which must be a NoiseError/PierceError. */
-function code(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    if (!(e instanceof PierceError)) throw e;
-    return e.code;
-  }
-  return 'no error';
-}
+const code = (fn: () => unknown): string => thrownCode(fn);
 
 /** Only typed errors may escape. */
 function typedOnly(fn: () => unknown): void {

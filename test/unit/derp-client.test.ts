@@ -29,6 +29,7 @@ import {
 import { openClientInfo, sealServerInfo, type ClientInfo, type ServerInfo } from '../../src/derp/handshake.ts';
 import { Backoff, DerpClient, TokenBucket, type DerpClientOptions } from '../../src/derp/client.ts';
 import { seededRandom } from '../support/wg-net.ts';
+import { expectCode as expectErrorCode } from '../support/errors.ts';
 
 const seeded = (seed: number): RandomSource => seededRandom(seed);
 
@@ -250,16 +251,7 @@ describe('handshake against an in-memory server', () => {
   });
 });
 
-function expectCode(fn: () => unknown, code: string): void {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(DerpError);
-    expect((e as DerpError).code).toBe(code);
-    return;
-  }
-  throw new Error(`expected DerpError ${code}`);
-}
+const expectCode = (fn: () => unknown, code: string): void => expectErrorCode(fn, DerpError, code);
 
 describe('steady state', () => {
   it('sendPacket writes a SendPacket frame; RecvPacket becomes a packet event', () => {

@@ -14,6 +14,7 @@ import {
   serverInfoJSON,
 } from '../../src/derp/handshake.ts';
 import { seededRandom } from '../support/wg-net.ts';
+import { thrownCode } from '../support/errors.ts';
 
 const seeded = (seed: number): RandomSource => seededRandom(seed);
 
@@ -26,15 +27,7 @@ const clientPub = clientPriv.public();
 const dec = (b: Uint8Array) => new TextDecoder().decode(b);
 const enc = (s: string) => new TextEncoder().encode(s);
 
-function code(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(DerpError);
-    return (e as DerpError).code;
-  }
-  return 'no error';
-}
+const code = (fn: () => unknown): string => thrownCode(fn, DerpError);
 
 /** A ClientInfo payload carrying arbitrary plaintext, sealed properly. */
 function clientInfoWith(plain: string, from = clientPriv, to = serverPub): Uint8Array {

@@ -14,19 +14,11 @@ import {
   tryParseIP,
 } from '../../src/netstack/addr.ts';
 import { toHex } from '../../src/crypto/bytes.ts';
+import { expectCode as expectErrorCode } from '../support/errors.ts';
 
 const hex = (b: Uint8Array) => toHex(b);
 
-function expectCode(f: () => unknown, code: string): void {
-  try {
-    f();
-  } catch (e) {
-    expect(e).toBeInstanceOf(PacketError);
-    expect((e as PacketError).code).toBe(code);
-    return;
-  }
-  throw new Error('expected a PacketError ' + code);
-}
+const expectCode = (f: () => unknown, code: string): void => expectErrorCode(f, PacketError, code);
 
 describe('parseIP / formatIP', () => {
   it('parses IPv4 dotted quads', () => {

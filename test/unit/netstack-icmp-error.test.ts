@@ -19,19 +19,12 @@ import {
 import { buildIP, buildIPv4, buildIPv6, parsePacket } from '../../src/netstack/ip.ts';
 import { ACK, buildTcpPacket, SYN } from '../../src/netstack/tcp/segment.ts';
 import { buildUdp, buildUdpPacket } from '../../src/netstack/udp.ts';
+import { thrownCode } from '../support/errors.ts';
 
 const h = (s: string) => fromHex(s.replace(/\s+/g, ''))!;
 const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
-function code(f: () => unknown): string {
-  try {
-    f();
-  } catch (e) {
-    if (e instanceof PacketError) return e.code;
-    throw e;
-  }
-  return 'no error';
-}
+const code = (f: () => unknown): string => thrownCode(f, PacketError);
 
 const A4 = parseIP('10.77.0.1'); // Linux, in a network namespace behind a TUN device
 const B4 = parseIP('10.77.0.2'); // the capture script

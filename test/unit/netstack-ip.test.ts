@@ -12,18 +12,11 @@ import {
   IPPROTO_UDP,
   parsePacket,
 } from '../../src/netstack/ip.ts';
+import { thrownCode } from '../support/errors.ts';
 
 const h = (s: string) => fromHex(s.replace(/\s+/g, ''))!;
 
-function code(f: () => unknown): string {
-  try {
-    f();
-  } catch (e) {
-    expect(e).toBeInstanceOf(PacketError);
-    return (e as PacketError).code;
-  }
-  return 'no error';
-}
+const code = (f: () => unknown): string => thrownCode(f, PacketError);
 
 // Packets captured from Linux on lo (see the test names); link-layer header removed.
 const LINUX = {

@@ -21,18 +21,11 @@ import {
   type TcpOptions,
   type TcpSegment,
 } from '../../src/netstack/tcp/segment.ts';
+import { thrownCode } from '../support/errors.ts';
 
 const h = (s: string) => fromHex(s.replace(/\s+/g, ''))!;
 
-function code(f: () => unknown): string {
-  try {
-    f();
-  } catch (e) {
-    if (e instanceof PacketError) return e.code;
-    throw e;
-  }
-  return 'no error';
-}
+const code = (f: () => unknown): string => thrownCode(f, PacketError);
 
 /** RFC 1071 checksum written out independently of checksum.ts, for cross-checks. */
 function refChecksum(...parts: Uint8Array[]): number {

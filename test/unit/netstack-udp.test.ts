@@ -4,18 +4,11 @@ import { fromHex, toHex } from '../../src/crypto/bytes.ts';
 import { PacketError, parseIP } from '../../src/netstack/addr.ts';
 import { parsePacket } from '../../src/netstack/ip.ts';
 import { buildUdp, buildUdpPacket, parseUdp } from '../../src/netstack/udp.ts';
+import { thrownCode } from '../support/errors.ts';
 
 const h = (s: string) => fromHex(s.replace(/\s+/g, ''))!;
 
-function code(f: () => unknown): string {
-  try {
-    f();
-  } catch (e) {
-    if (e instanceof PacketError) return e.code;
-    throw e;
-  }
-  return 'no error';
-}
+const code = (f: () => unknown): string => thrownCode(f, PacketError);
 
 /** RFC 1071 checksum over the RFC 768 / RFC 8200 §8.1 pseudo-header and data, written out independently. */
 function refUdpChecksum(src: Uint8Array, dst: Uint8Array, dgram: Uint8Array): number {

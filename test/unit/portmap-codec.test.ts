@@ -51,19 +51,10 @@ import {
   pcpResultName,
   toPcpAddress,
 } from '../../gateway/src/portmap/pcp.ts';
+import { expectCode } from '../support/errors.ts';
 
 const hex = (s: string) => fromHex(s.replace(/\s+/g, ''))!;
 
-function expectCode(f: () => unknown, cls: typeof NatPmpError | typeof PcpError, code: string): void {
-  let caught: unknown;
-  try {
-    f();
-  } catch (e) {
-    caught = e;
-  }
-  expect(caught).toBeInstanceOf(cls);
-  expect((caught as PcpError).code).toBe(code);
-}
 
 describe('NAT-PMP constants', () => {
   it('ports, opcodes and lengths match RFC 6886 §3', () => {

@@ -33,6 +33,7 @@ import { formatIP, parseIP } from '../../src/netstack/addr.ts';
 import { fromHex, toHex } from '../../src/crypto/bytes.ts';
 import { startStunServer, type StunServer } from '../../gateway/src/stun/server.ts';
 import { stunBinding } from '../../gateway/src/stun/client.ts';
+import { thrownCode } from '../support/errors.ts';
 
 const hex = (s: string) => fromHex(s.replace(/\s+/g, ''))!;
 
@@ -78,15 +79,7 @@ function integrityOK(b: Uint8Array, key: string): boolean {
   return toHex(mac) === toHex(getAttribute(m, ATTR.MESSAGE_INTEGRITY)!);
 }
 
-const stunCode = (f: () => unknown): string => {
-  try {
-    f();
-  } catch (e) {
-    if (e instanceof StunError) return e.code;
-    throw e;
-  }
-  return 'none';
-};
+const stunCode = (f: () => unknown): string => thrownCode(f, StunError, 'none');
 
 describe('RFC 5769 sample messages', () => {
   it('§2.1 request: header, attributes, SOFTWARE, FINGERPRINT and MESSAGE-INTEGRITY', () => {
