@@ -215,10 +215,11 @@ export class Engine {
 
   /** A peer by name or tailnet IP. */
   findPeer(target: string): PeerInfo | undefined {
-    const ip = tryParseIP(target);
+    const parsed = tryParseIP(target);
+    const ip = parsed ? formatIP(parsed) : undefined;
     for (const p of this.peers.values()) {
       if (p.info.name === target) return p.info;
-      if (ip && p.info.addrs.some((a) => a.split('/')[0] === formatIP(ip))) return p.info;
+      if (ip && p.info.addrs.some((a) => a.split('/')[0] === ip)) return p.info;
     }
     return undefined;
   }

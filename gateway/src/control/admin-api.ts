@@ -129,8 +129,11 @@ async function route(state: ControlState, req: IncomingMessage, p: string[]): Pr
   const method = req.method ?? 'GET';
   const [what, id, action] = p;
   switch (`${method} ${what ?? ''}${id !== undefined ? '/:id' : ''}${action !== undefined ? `/${action}` : ''}`) {
-    case 'GET users':
-      return { users: [...state.users.values()].map((u) => ({ ...u, nodes: [...state.nodes.values()].filter((n) => n.userId === u.id).length })) };
+    case 'GET users': {
+      const count = new Map<number, number>();
+      for (const n of state.nodes.values()) count.set(n.userId, (count.get(n.userId) ?? 0) + 1);
+      return { users: [...state.users.values()].map((u) => ({ ...u, nodes: count.get(u.id) ?? 0 })) };
+    }
     case 'POST users': {
       const name = optString(await readJson(req), 'name') ?? bad('"name" is required');
       return { user: await state.createUser(name) };

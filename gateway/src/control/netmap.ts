@@ -176,6 +176,8 @@ export class Netmap {
   private selfRule: boolean[] = [];
   private readonly srcSetReg = new SrcSetRegistry();
   private literalCache = new Map<number, string>();
+  /** Rule index → its sources as text: the definition of its source set. */
+  private ruleDefs: string[] = [];
   private relaysJson: string;
   private flushScheduled = false;
   private readonly dirty = new Set<MapNode>();
@@ -460,8 +462,8 @@ export class Netmap {
 
   /** The source set of rule r (restricted to one user's untagged nodes for autogroup:self). */
   private srcSet(r: number, user?: string): SrcSet {
-    const rule = this.policy!.acls[r]!;
-    const def = JSON.stringify(rule.src.map((x) => x.text)) + (user === undefined ? '' : `@${user}`);
+    const base = (this.ruleDefs[r] ??= JSON.stringify(this.policy!.acls[r]!.src.map((x) => x.text)));
+    const def = user === undefined ? base : `${base}@${user}`;
     return this.srcSetReg.get(def, r, user, (s) => {
       // A user's set can only hold that user's classes: no scan of every class.
       for (const c of user === undefined ? this.classes.values() : (this.byUser.get(user) ?? [])) {
@@ -563,6 +565,7 @@ export class Netmap {
     // and nodes that hold it get only the members that joined or left.
     const oldSets = this.srcSetReg.reset();
     this.literalCache.clear();
+    this.ruleDefs = [];
     for (const c of list) this.compileClassFilter(c);
     for (const s of this.srcSetReg.byDef.values()) {
       const was = oldSets.get(s.def);

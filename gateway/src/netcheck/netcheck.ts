@@ -18,6 +18,7 @@ import type { RelayNode } from '../../../src/control/messages.ts';
 import { chooseHome } from '../../../src/engine/relays.ts';
 import { stunBinding, type StunServerAddress } from '../stun/client.ts';
 import { detectNat64 } from '../nat64/detect.ts';
+import { probeRelay } from '../node/platform.ts';
 
 export interface NetcheckOptions {
   /** STUN servers ("host:port"), e.g. the relays' STUN addresses. */
@@ -66,18 +67,6 @@ async function bind(type: 'udp4' | 'udp6'): Promise<Socket | null> {
   });
 }
 
-async function probeRelay(node: RelayNode, timeoutMs: number): Promise<number | null> {
-  const url = new URL('/derp/probe', node.url);
-  try {
-    await fetch(url, { method: 'HEAD', signal: AbortSignal.timeout(timeoutMs) });
-    const t0 = performance.now();
-    const r = await fetch(url, { method: 'HEAD', signal: AbortSignal.timeout(timeoutMs) });
-    return r.ok ? performance.now() - t0 : null;
-  } catch {
-    return null;
-  }
-}
-
 export async function netcheck(o: NetcheckOptions): Promise<NetcheckReport> {
   const t0 = performance.now();
   const timeoutMs = o.timeoutMs ?? 3000;
@@ -99,7 +88,7 @@ export async function netcheck(o: NetcheckOptions): Promise<NetcheckReport> {
     );
     const relays = [...(o.relays ?? new Map<number, RelayNode>()).entries()];
     const [latencies, nat64] = await Promise.all([
-      Promise.all(relays.map(async ([id, node]) => [id, await probeRelay(node, timeoutMs)] as const)),
+      Promise.all(relays.map(async ([id, node]) => [id, await probeRelay(node, timeoutMs).catch(() => null)] as const)),
       detectNat64({ timeoutMs: Math.min(timeoutMs, 2000), ...(o.dns ? { servers: o.dns } : {}) }),
     ]);
     const v4 = stun.filter((x) => x.family === 4 && x.mapped);

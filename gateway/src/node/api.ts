@@ -116,6 +116,13 @@ async function upgrade(host: ApiHost, req: IncomingMessage, socket: Socket): Pro
 
 // ---- client side (the CLI) ----
 
+/** A failed local API call as a typed error; no socket means no node. */
+function apiFailure(e: Error, socketPath: string): PierceError {
+  const code = (e as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT' || code === 'ECONNREFUSED') return new ApiError('NODE_NOT_RUNNING', `no node is running at ${socketPath} (start one with \`pierce up\`)`);
+  return e instanceof PierceError ? e : new ApiError('API_ERROR', e.message);
+}
+
 export function apiRequest(socketPath: string, method: string, path: string, timeoutMs = 30_000): Promise<{ status: number; body: Record<string, unknown> }> {
   return new Promise((resolve, reject) => {
     const req = request({ socketPath, method, path, timeout: timeoutMs }, (res) => {
@@ -130,11 +137,7 @@ export function apiRequest(socketPath: string, method: string, path: string, tim
       });
     });
     req.on('timeout', () => req.destroy(new ApiError('API_TIMEOUT', 'the node did not answer in time')));
-    req.on('error', (e) => {
-      const code = (e as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT' || code === 'ECONNREFUSED') reject(new ApiError('NODE_NOT_RUNNING', `no node is running at ${socketPath} (start one with \`pierce up\`)`));
-      else reject(e instanceof PierceError ? e : new ApiError('API_ERROR', (e as Error).message));
-    });
+    req.on('error', (e) => reject(apiFailure(e, socketPath)));
     req.end();
   });
 }
@@ -153,10 +156,7 @@ export function apiConnect(socketPath: string, peer: string, port: number): Prom
       res.on('data', (d: Buffer) => (b += d.toString()));
       res.on('end', () => reject(new ApiError('NC_FAILED', b || `HTTP ${res.statusCode}`)));
     });
-    req.on('error', (e) => {
-      const code = (e as NodeJS.ErrnoException).code;
-      reject(code === 'ENOENT' || code === 'ECONNREFUSED' ? new ApiError('NODE_NOT_RUNNING', `no node is running at ${socketPath}`) : e);
-    });
+    req.on('error', (e) => reject(apiFailure(e, socketPath)));
     req.end();
   });
 }

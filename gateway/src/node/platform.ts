@@ -73,14 +73,16 @@ export function nodeTransports(o: NodeTransportOptions = {}): EngineTransports {
         close: () => link.close(),
       };
     },
-    async probe(node) {
-      const url = new URL('/derp/probe', node.url);
-      // The first request opens the connection; the second is the measurement.
-      await fetch(url, { method: 'HEAD', signal: AbortSignal.timeout(3000) });
-      const t0 = performance.now();
-      const r = await fetch(url, { method: 'HEAD', signal: AbortSignal.timeout(3000) });
-      if (!r.ok) throw new Error(`HTTP ${r.status}`);
-      return performance.now() - t0;
-    },
+    probe: (node) => probeRelay(node),
   };
+}
+
+/** Round trip of `HEAD {url}/derp/probe`: the first request opens the connection, the second is timed. */
+export async function probeRelay(node: RelayNode, timeoutMs = 3000): Promise<number> {
+  const url = new URL('/derp/probe', node.url);
+  await fetch(url, { method: 'HEAD', signal: AbortSignal.timeout(timeoutMs) });
+  const t0 = performance.now();
+  const r = await fetch(url, { method: 'HEAD', signal: AbortSignal.timeout(timeoutMs) });
+  if (!r.ok) throw new Error(`HTTP ${r.status}`);
+  return performance.now() - t0;
 }
