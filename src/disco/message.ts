@@ -20,6 +20,10 @@
  *     0x01 Ping          TxID (12) ‖ sender node key (32, optional) ‖ zero padding (MTU probes)
  *     0x02 Pong          TxID (12) ‖ observed source IP (16, IPv4 as ::ffff:a.b.c.d) ‖ port (2, BE)
  *     0x03 CallMeMaybe   n × [ IP (16, IPv4 v4-mapped) ‖ port (2, BE) ], n ≥ 0
+ *     0x40 Punch         Pierce's own (not Tailscale's): flags (1) ‖ sockets (2, BE) ‖
+ *                        duration s (2, BE) ‖ public IP (16) of a sender behind a hard NAT
+ *                        (endpoint-dependent mapping), asking for birthday-paradox probing.
+ *                        Flags: 0x01 the sender also sprays (both sides hard, opted in).
  *
  * Decoding follows Tailscale's parser where it is lax, so both read the same bytes alike:
  *   - the version byte is ignored for Ping and Pong; trailing bytes are ignored;
@@ -83,7 +87,10 @@ export const DISCO_MAX_PADDING = 65_000;
 export const DISCO_MAX_ENDPOINTS = 3_600;
 
 /** Inner message types. */
-export const DISCO_TYPE = { ping: 0x01, pong: 0x02, 'call-me-maybe': 0x03 } as const;
+export const DISCO_TYPE = { ping: 0x01, pong: 0x02, 'call-me-maybe': 0x03, punch: 0x40 } as const;
+
+/** Punch payload: flags (1) + sockets (2) + duration (2) + IP (16). */
+export const DISCO_PUNCH_LEN = 1 + 2 + 2 + 16;
 
 /** An IP address (IPv4 dotted or IPv6 text) and UDP port. */
 export interface DiscoEndpoint {
@@ -114,7 +121,22 @@ export interface DiscoCallMeMaybe {
   endpoints: DiscoEndpoint[];
 }
 
-export type DiscoMessage = DiscoPing | DiscoPong | DiscoCallMeMaybe;
+/**
+ * Birthday-paradox probing (Pierce's extension, type 0x40; Tailscale's receivers drop unknown
+ * types). Sent over the relay by a node whose NAT maps per destination: it has opened `sockets`
+ * sockets toward the receiver's endpoints; the receiver probes random ports of `ip` for at most
+ * `durationS` seconds and stops at the first pong.
+ */
+export interface DiscoPunch {
+  type: 'punch';
+  ip: string;
+  sockets: number;
+  durationS: number;
+  /** The sender sprays too (both NATs hard; only with an explicit opt-in). */
+  sprays: boolean;
+}
+
+export type DiscoMessage = DiscoPing | DiscoPong | DiscoCallMeMaybe | DiscoPunch;
 
 /** The outer header of a packet: views into it except `sender` (a copy). */
 export interface DiscoHeader {
@@ -222,6 +244,20 @@ export function encodeInner(msg: DiscoMessage): Uint8Array {
       eps.forEach((ep, i) => writeEndpoint(out, H + i * DISCO_ENDPOINT_LEN, ep));
       break;
     }
+    case 'punch': {
+      out = new Uint8Array(H + DISCO_PUNCH_LEN + 2); // + the port writeEndpoint adds, cut below
+      for (const [name, v] of [['sockets', msg.sockets], ['durationS', msg.durationS]] as const) {
+        if (!Number.isInteger(v) || v < 0 || v > 0xffff) throw encodeError(`punch ${name} must be an integer 0..65535, got ${String(v)}`);
+      }
+      out[H] = msg.sprays ? 1 : 0;
+      out[H + 1] = msg.sockets >>> 8;
+      out[H + 2] = msg.sockets & 0xff;
+      out[H + 3] = msg.durationS >>> 8;
+      out[H + 4] = msg.durationS & 0xff;
+      writeEndpoint(out, H + 5, { ip: msg.ip, port: 0 });
+      out = out.slice(0, H + DISCO_PUNCH_LEN);
+      break;
+    }
     default:
       throw encodeError(`unknown message type ${JSON.stringify(String((msg as { type?: unknown })?.type))}`);
   }
@@ -267,6 +303,18 @@ export function decodeInner(bytes: Uint8Array): DiscoMessage {
         for (let o = 0; o < p.length; o += DISCO_ENDPOINT_LEN) endpoints.push(readEndpoint(p, o));
       }
       return { type: 'call-me-maybe', endpoints };
+    }
+    case DISCO_TYPE.punch: {
+      if (p.length < DISCO_PUNCH_LEN) {
+        throw new DiscoError('DISCO_SHORT', `disco punch payload is ${p.length} bytes, less than ${DISCO_PUNCH_LEN}`);
+      }
+      return {
+        type: 'punch',
+        sprays: (p[0]! & 1) === 1,
+        sockets: (p[1]! << 8) | p[2]!,
+        durationS: (p[3]! << 8) | p[4]!,
+        ip: readEndpoint(p, 5).ip,
+      };
     }
     default:
       throw new DiscoError('DISCO_TYPE', `unknown disco message type 0x${type.toString(16).padStart(2, '0')}`);
@@ -381,6 +429,8 @@ export function discoSummary(msg: DiscoMessage): string {
       return `pong tx=${toHex(msg.txid.subarray(0, 6))} src=${formatEndpoint(msg.src)}`;
     case 'call-me-maybe':
       return `call-me-maybe ${msg.endpoints.map(formatEndpoint).join(' ') || '(no endpoints)'}`;
+    case 'punch':
+      return `punch ip=${msg.ip} sockets=${msg.sockets} duration=${msg.durationS}s${msg.sprays ? ' sprays' : ''}`;
   }
 }
 

@@ -1,10 +1,10 @@
 /**
  * The engine: one mesh node, the same code in a browser worker and in `pierce up`.
  *
- *   control ──map──▶ peers, relays, filter
- *   netstack ─IP─▶ WireGuard (cryptokey routing) ─datagram─▶ paths.best(peer) ─▶ relay
- *   relay ─▶ disco? ─▶ disco handler
- *         └─▶ WireGuard ─IP─▶ inbound filter ─▶ netstack
+ *   control ──map──▶ peers (with endpoints), relays, filter
+ *   netstack ─IP─▶ WireGuard (cryptokey routing) ─datagram─▶ paths(peer) ─▶ direct UDP / relay
+ *   relay, UDP ─▶ disco? ─▶ disco agent ─▶ direct paths (candidates, trust, birthday probing)
+ *              └─▶ WireGuard ─IP─▶ inbound filter ─▶ netstack
  *
  * It touches no socket, timer or clock: everything comes in through EngineOptions. One timer is
  * armed at the earliest deadline of WireGuard, the netstack and the relay set.
@@ -17,11 +17,12 @@ import { Stack } from '../netstack/stack.ts';
 import { formatIP, parsePrefix, tryParseIP } from '../netstack/addr.ts';
 import type { MapResponse, PeerInfo } from '../control/messages.ts';
 import { PierceError } from '../errors.ts';
-import { PeerPaths, pathName } from '../paths/paths.ts';
+import { PeerPaths, pathName, formatAddr, type Path } from '../paths/paths.ts';
 import { ControlLoop } from './control-loop.ts';
 import { InboundFilter } from './filter.ts';
 import { RelaySet } from './relays.ts';
-import { DiscoAgent, type PingResult } from './disco.ts';
+import { DiscoAgent, type PingResult, type Via } from './disco.ts';
+import { DirectPaths, type DirectPeer } from './direct.ts';
 import type { EngineOptions, EngineStatus, TimerHandle } from './types.ts';
 
 export class EngineError extends PierceError {}
@@ -32,11 +33,8 @@ export interface PeerEndpoint extends Endpoint {
   readonly node: NodePublic;
 }
 
-interface MeshPeer {
-  info: PeerInfo;
-  node: NodePublic;
+interface MeshPeer extends DirectPeer {
   ep: PeerEndpoint;
-  paths: PeerPaths;
 }
 
 export class Engine {
@@ -44,10 +42,13 @@ export class Engine {
   readonly device: Device<PeerEndpoint>;
   readonly control: ControlLoop;
   readonly relays: RelaySet;
-  readonly disco: DiscoAgent;
+  readonly disco: DiscoAgent<MeshPeer>;
+  /** Direct UDP paths; undefined on a relay-only node (no UDP, or disabled). */
+  readonly direct: DirectPaths<MeshPeer> | undefined;
   stack: Stack | undefined;
   private readonly peers = new Map<string, MeshPeer>();
   private readonly endpoints = new Map<string, PeerEndpoint>();
+  private readonly byDisco = new Map<string, MeshPeer>();
   private timer: TimerHandle;
   private timerAt = Infinity;
   private relayDeadline = Infinity;
@@ -74,19 +75,36 @@ export class Engine {
       this.control.update({ homeRelay: home });
       this.reschedule();
     });
-    this.disco = new DiscoAgent(opts, {
-      sendRelay: (peerNode, region, packet) => this.relays.send(region, peerNode, packet),
-      peerByDisco: (disco) => {
-        for (const p of this.peers.values()) if (p.info.discoKey === disco) return p;
-        return undefined;
-      },
+    this.disco = new DiscoAgent<MeshPeer>(opts, {
+      sendRelay: (peerNode, region, packet) => this.relays.send(region || this.relays.home, peerNode, packet),
+      sendUdp: (path, packet) => this.direct?.send(path, packet),
+      peerByDisco: (disco) => this.byDisco.get(disco),
+      pinged: (peer, path) => this.direct?.pinged(peer, path),
+      callMeMaybe: (peer, eps) => this.direct?.callMeMaybe(peer, eps),
+      punch: (peer, m) => this.direct?.punch(peer, m),
     });
     this.control = new ControlLoop(opts, (m) => this.onMap(m));
+    const udp = opts.transports.udp;
+    this.direct =
+      udp && !opts.direct?.disable
+        ? new DirectPaths<MeshPeer>(opts, udp, {
+            disco: this.disco,
+            peers: () => this.peers.values(),
+            relayMap: () => this.control.view.relays,
+            homeRelay: () => this.relays.home,
+            report: (endpoints) => this.control.update({ endpoints }),
+            receive: (peer, data) => {
+              this.device.receive(data, peer.ep, this.now());
+              this.reschedule();
+            },
+          })
+        : undefined;
   }
 
   /** Starts talking to control; resolves at once (watch `status()` or `whenRunning()`). */
   start(): void {
     void this.control.run();
+    this.direct?.start().catch((e: Error) => this.opts.log?.('warn', `direct paths disabled: ${e.message}`));
   }
 
   /** Resolves when the first map has been applied. */
@@ -144,13 +162,19 @@ export class Engine {
         this.device.removePeer(node);
         this.device.addPeer({ publicKey: node, endpoint: p.ep, allowedIPs: info.addrs.map((a) => parsePrefix(a)) });
       }
+      if (p.info.discoKey !== info.discoKey) this.byDisco.delete(p.info.discoKey);
       p.info = info;
+      this.byDisco.set(info.discoKey, p);
       p.paths.relayRegion = info.homeRelay;
+      this.direct?.setPeerEndpoints(p, info.endpoints);
     }
     for (const [k, p] of this.peers) {
       if (want.has(k)) continue;
       this.device.removePeer(p.node);
       this.peers.delete(k);
+      if (this.byDisco.get(p.info.discoKey) === p) this.byDisco.delete(p.info.discoKey);
+      this.direct?.forgetPeer(p);
+      this.disco.forget(p);
     }
   }
 
@@ -168,13 +192,17 @@ export class Engine {
 
   private sendDatagram(to: PeerEndpoint, datagram: Uint8Array): void {
     const p = this.peers.get(to.key);
-    const path = p?.paths.best(this.now()) ?? { kind: 'relay' as const, region: 0 };
-    if (path.kind === 'relay') this.relays.send(path.region, to.node, datagram);
+    if (!p) return;
+    const now = this.now();
+    const t = p.paths.sendTargets(now);
+    if (t.udp) this.direct?.send(t.udp, datagram);
+    if (t.relay) this.relays.send(p.paths.relayRegion, to.node, datagram);
+    this.direct?.noteSend(p, now);
   }
 
   private onRelayPacket(src: NodePublic, data: Uint8Array, region: number): void {
     if (this.disco.isDisco(data)) {
-      this.disco.onPacket(src, data, region);
+      this.disco.onPacket(data, { relay: src, region });
       return;
     }
     this.device.receive(data, this.endpointFor(src), this.now());
@@ -224,14 +252,24 @@ export class Engine {
     return undefined;
   }
 
-  /** Disco ping through the peer's current path. */
+  private describePath(path: Path): string {
+    return pathName(path.kind === 'relay' ? { kind: 'relay', region: path.region || this.relays.home } : path, (id) => this.relays.region(id)?.code ?? String(id));
+  }
+
+  /**
+   * Disco ping through the peer's current path (direct when proven, else the relay). Like any
+   * traffic, it starts path discovery, so repeated pings show the upgrade to a direct path.
+   */
   async ping(target: string, timeoutMs = 5000): Promise<PingResult> {
     const info = this.findPeer(target);
     if (!info) throw new EngineError('PEER_NOT_FOUND', `no peer "${target}" in the netmap`);
     const p = this.peers.get(NodePublic.parse(info.nodeKey).toString())!;
-    const path = p.paths.best(this.now());
-    const region = path.kind === 'relay' ? path.region || this.relays.home : 0;
-    return this.disco.ping(p, region, pathName({ kind: 'relay', region }, (id) => this.relays.region(id)?.code ?? String(id)), timeoutMs);
+    this.direct?.noteSend(p, this.now());
+    const via = (): Via => {
+      const path = p.paths.current(this.now());
+      return path.kind === 'relay' ? { kind: 'relay', region: path.region || this.relays.home } : path;
+    };
+    return this.disco.pingUntilAnswered(p, via, (v) => this.describePath(v), timeoutMs);
   }
 
   status(): EngineStatus {
@@ -246,7 +284,8 @@ export class Engine {
       relays: this.relays.status(),
       peers: [...this.peers.values()].map((p) => {
         const wg: Peer<PeerEndpoint> | undefined = this.device.peer(p.node);
-        const path = p.paths.best(now);
+        const path = p.paths.current(now);
+        const direct = p.paths.isDirect(now);
         return {
           id: p.info.id,
           name: p.info.name,
@@ -255,7 +294,10 @@ export class Engine {
           tags: p.info.tags,
           online: p.info.online,
           lastSeen: p.info.lastSeen,
-          path: pathName(path.kind === 'relay' ? { kind: 'relay', region: path.region || this.relays.home } : path, code),
+          path: this.describePath(path),
+          direct,
+          directRttMs: direct ? (p.paths.best?.rttMs ?? null) : null,
+          candidates: p.paths.list().map((c) => formatAddr(c.path.ip, c.path.port)),
           relayRegion: p.info.homeRelay,
           rxBytes: wg?.stats.rxBytes ?? 0,
           txBytes: wg?.stats.txBytes ?? 0,
@@ -265,6 +307,7 @@ export class Engine {
       dropped: { ...this.filter.dropped },
     };
     if (this.control.loginUrl) st.loginUrl = this.control.loginUrl;
+    if (this.direct) st.direct = this.direct.status();
     if (self) st.self = { id: self.id, name: self.name, addrs: self.addrs, ...(self.user !== undefined ? { user: self.user } : {}), tags: self.tags, keyExpiry: self.keyExpiry };
     return st;
   }
@@ -280,6 +323,7 @@ export class Engine {
     if (this.timer !== undefined) this.opts.clock.clearTimer(this.timer);
     this.control.stop();
     this.relays.close();
+    this.direct?.stop();
     this.disco.close();
     this.stack?.close();
   }

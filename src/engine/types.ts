@@ -34,6 +34,33 @@ export interface RelayHandlers {
   state(connected: boolean): void;
 }
 
+/** One bound UDP socket (IPv4 and, where the platform can, IPv6 on the same port). */
+export interface UdpSocket {
+  readonly port: number;
+  send(ip: string, port: number, data: Uint8Array): void;
+  close(): void;
+}
+
+export interface PortMapping {
+  ip: string;
+  port: number;
+  /** 'pmp' | 'pcp' | 'upnp' */
+  protocol: string;
+}
+
+/**
+ * Native UDP (the Node daemon; the browser gets it through leased sockets). Without it the
+ * node is relay-only.
+ */
+export interface UdpTransport {
+  /** Binds a socket on `port` (0: any free port). */
+  bind(port: number, onPacket: (data: Uint8Array, ip: string, port: number) => void): Promise<UdpSocket>;
+  /** This host's interface addresses worth advertising (no loopback, no link-local). */
+  localAddresses(): string[];
+  /** Keeps a port mapping (NAT-PMP, PCP, UPnP) for `localPort`, reporting changes; optional. */
+  portMap?(localPort: number, onChange: (m: PortMapping | null) => void): { close(): void };
+}
+
 export interface EngineTransports {
   WebSocket: WebSocketCtor;
   /** GET {controlUrl}/key. */
@@ -42,6 +69,26 @@ export interface EngineTransports {
   relay(node: RelayNode, key: NodePrivate, h: RelayHandlers): RelayConn;
   /** Round-trip time of `HEAD {url}/derp/probe` in ms (warmed up); rejects when unreachable. */
   probe(node: RelayNode): Promise<number>;
+  /** Direct paths need native UDP; absent: relay only. */
+  udp?: UdpTransport;
+}
+
+/** NAT traversal knobs (`pierce up` flags). */
+export interface DirectOptions {
+  /** Local UDP port (0: any; default 0). */
+  port?: number;
+  /** Extra endpoints to advertise ("ip:port"), e.g. a router's static port forward. */
+  endpoints?: string[];
+  /** Birthday probing: probes per second from the easy side (default 100). */
+  birthdayRate?: number;
+  /** Sockets the hard side opens (default 256). */
+  birthdaySockets?: number;
+  /** How long a birthday attempt lasts, seconds (default 30). */
+  birthdaySeconds?: number;
+  /** Also try when both NATs are hard (default false: the relay is used). */
+  birthdayHardHard?: boolean;
+  /** No direct paths at all (relay only). */
+  disable?: boolean;
 }
 
 export interface EngineKeys {
@@ -82,6 +129,7 @@ export interface EngineOptions {
   events?: Partial<EngineEvents>;
   /** Tailnet MTU (default 1280: a WireGuard packet then fits any path, DERP included). */
   mtu?: number;
+  direct?: DirectOptions;
 }
 
 /** A snapshot of everything `pierce status` shows. */
@@ -101,10 +149,25 @@ export interface EngineStatus {
     online: boolean;
     lastSeen: number | null;
     path: string;
+    /** The path is a proven direct UDP path. */
+    direct: boolean;
+    /** Round trip on the direct path (ms), when direct. */
+    directRttMs: number | null;
+    /** UDP candidates known for the peer. */
+    candidates: string[];
     relayRegion: number;
     rxBytes: number;
     txBytes: number;
     lastHandshake: number | null;
   }[];
   dropped: Record<string, number>;
+  /** NAT traversal: our endpoints, NAT kind and port mapping; absent on relay-only nodes. */
+  direct?: {
+    port: number;
+    endpoints: string[];
+    /** Mapping varies by destination (a "hard" NAT), from STUN against two servers; null: unknown. */
+    hardNat: boolean | null;
+    portMapping: string | null;
+    birthday: { attempts: number; successes: number; probesSent: number };
+  };
 }

@@ -11,7 +11,8 @@
  * Every node runs `pierce up --forward …` with its own state directory and API socket (a file,
  * so the CLI reaches it from any namespace; it is still run in the node's own). Nodes only know
  * the relay, so all mesh traffic goes through it. What is proved:
- *   - `pierce ping` in all six directions, via relay(r1);
+ *   - `pierce ping` in all six directions: "untrusted" runs `--relay-only`, so its pings go via
+ *     relay(r1); trusted and server share a bridge and upgrade to a direct UDP path;
  *   - OpenSSH's ssh with `ProxyCommand pierce nc …` runs a command on a peer's sshd, and scp of
  *     50 MB arrives intact;
  *   - the example policy: untrusted cannot open trusted:22 (the trusted node's inbound filter
@@ -196,7 +197,21 @@ function ncIn(from: MeshNode, peer: string, port: number, input: string, secs: n
 function startNode(star: Star, n: Omit<MeshNode, 'proc' | 'ip'>, controlUrl: string): ChildHandle {
   return spawnPierce(
     n.ns,
-    ['up', '--control', controlUrl, '--authkey', n.authKey, '--hostname', n.role, '--state', n.state, '--socket', n.sock, ...n.forwards.flatMap((f) => ['--forward', f])],
+    [
+      'up',
+      '--control',
+      controlUrl,
+      '--authkey',
+      n.authKey,
+      '--hostname',
+      n.role,
+      '--state',
+      n.state,
+      '--socket',
+      n.sock,
+      ...n.forwards.flatMap((f) => ['--forward', f]),
+      ...(n.role === 'untrusted' ? ['--relay-only'] : []),
+    ],
     `pierce up ${n.role}@${star.hosts[ROLES.indexOf(n.role)]!.name}`,
   );
 }
@@ -282,13 +297,21 @@ afterAll(async () => {
 }, 60_000);
 
 describe('pierce up: three nodes, control and relay in network namespaces', () => {
-  it('pierce ping answers in all six directions, via relay(r1), from the tailnet IPs', async () => {
+  it('pierce ping answers in all six directions from the tailnet IPs: relay-only pairs via relay(r1), the others upgrade to direct', async () => {
     const { nodes } = m();
     const pairs = ROLES.flatMap((a) => ROLES.filter((b) => b !== a).map((b) => [nodes[a], nodes[b]] as const));
     const outs = await Promise.all(pairs.map(([a, b]) => pingUntilPong(a, b.role, 30_000)));
-    for (const [i, [, b]] of pairs.entries()) {
-      expect(outs[i]).toMatch(new RegExp(`pong from ${b.role} \\(${b.ip.replace(/\./g, '\\.')}\\) via relay\\(r1\\) in [\\d.]+ ms`));
+    for (const [i, [a, b]] of pairs.entries()) {
+      const path = a.role === 'untrusted' || b.role === 'untrusted' ? 'relay\\(r1\\)' : '(relay\\(r1\\)|\\S+:\\d+)';
+      expect(outs[i]).toMatch(new RegExp(`pong from ${b.role} \\(${b.ip.replace(/\./g, '\\.')}\\) via ${path} in [\\d.]+ ms`));
     }
+    // trusted and server reach each other directly over the hub's bridge.
+    const direct = await pierceIn(nodes.trusted.ns, ['ping', '--socket', nodes.trusted.sock, '--until-direct', '--count', '15', 'server']);
+    expect(direct.code, describeRun('pierce ping --until-direct server', direct)).toBe(0);
+    expect(direct.stdout).toMatch(/via (\d+\.\d+\.\d+\.\d+|\[[0-9a-f:]+\]):\d+ in/);
+    const st = await apiStatus(nodes.trusted);
+    expect(st.peers.find((p) => p.name === 'server')!.direct).toBe(true);
+    expect(st.peers.find((p) => p.name === 'untrusted')!.direct).toBe(false);
     // The addresses are the ones control handed out (`pierce ip`), all distinct.
     const ip = await pierceIn(nodes.server.ns, ['ip', '--socket', nodes.server.sock]);
     expect(ip.stdout.split('\n')[0]).toBe(nodes.server.ip);
@@ -404,12 +427,11 @@ describe('pierce up: three nodes, control and relay in network namespaces', () =
       const mm = m();
       const { nodes } = mm;
       await mm.relay.kill();
-      // Nothing else links the nodes: with the relay down, pings fail.
-      expect(await apiPingOk(nodes.trusted, 'server', 1500)).toBe(false);
+      // Nothing else links a relay-only node: with the relay down, its pings fail.
+      expect(await apiPingOk(nodes.untrusted, 'trusted', 1500)).toBe(false);
       mm.relay = startRelay(mm.hub, mm.star.hub.ipv4);
       await mm.relay.waitForLine(/relay listening on/, 30_000);
-      const out = await pingUntilPong(nodes.trusted, 'server', 45_000);
-      expect(out).toContain('via relay(r1)');
+      expect(await pingUntilPong(nodes.trusted, 'server', 45_000)).toContain('pong from server');
       expect(await pingUntilPong(nodes.untrusted, 'trusted', 45_000)).toContain('via relay(r1)');
       await sessionAdvances('after the relay restart', 3, 60_000);
     }, 150_000);
@@ -464,7 +486,7 @@ describe('pierce up: three nodes, control and relay in network namespaces', () =
       for (const [a, b] of [[nodes.trusted, 'server'], [nodes.server, 'trusted']] as const) {
         const r = await cliPing(a, b, 2, 5000);
         expect(r.code, describeRun(`pierce ping ${b}`, r)).toBe(0);
-        expect(r.stdout).toMatch(new RegExp(`pong from ${b} .* via relay\\(r1\\)`));
+        expect(r.stdout).toMatch(new RegExp(`pong from ${b} .* via `));
       }
       const st = await cliStatus(nodes.trusted);
       expect(st.controlConnected).toBe(false);

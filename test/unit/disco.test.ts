@@ -94,6 +94,8 @@ function expectedDecode(m: DiscoMessage): DiscoMessage {
       return { type: 'pong', txid: m.txid, src: canonicalEndpoint(m.src) };
     case 'call-me-maybe':
       return { type: 'call-me-maybe', endpoints: m.endpoints.map(canonicalEndpoint) };
+    case 'punch':
+      return { ...m, ip: canonicalIP(m.ip) };
   }
 }
 
@@ -113,6 +115,13 @@ const arbMessage: fc.Arbitrary<DiscoMessage> = fc.oneof(
   ),
   fc.record({ type: fc.constant('pong' as const), txid: arbTxid, src: arbEndpoint }),
   fc.record({ type: fc.constant('call-me-maybe' as const), endpoints: fc.array(arbEndpoint, { maxLength: 8 }) }),
+  fc.record({
+    type: fc.constant('punch' as const),
+    ip: arbIP,
+    sockets: fc.integer({ min: 0, max: 0xffff }),
+    durationS: fc.integer({ min: 0, max: 0xffff }),
+    sprays: fc.boolean(),
+  }),
 );
 
 describe('constants and demux', () => {
@@ -120,7 +129,7 @@ describe('constants and demux', () => {
     expect(toHex(DISCO_MAGIC)).toBe('5453f09f92ac');
     expect(toHex(new TextEncoder().encode('TS💬'))).toBe('5453f09f92ac');
     expect([DISCO_DEMUX_LEN, DISCO_HEADER_LEN, DISCO_MIN_LEN]).toEqual([38, 62, 78]);
-    expect(DISCO_TYPE).toEqual({ ping: 1, pong: 2, 'call-me-maybe': 3 });
+    expect(DISCO_TYPE).toEqual({ ping: 1, pong: 2, 'call-me-maybe': 3, punch: 0x40 });
   });
 
   it('looksLikeDisco wants the magic and a sender key, like magicsock', () => {
@@ -164,6 +173,14 @@ describe('inner message layout', () => {
     const mapped = encodeInner({ type: 'pong', txid: TXID, src: { ip: '::ffff:192.0.2.1', port: 1 } });
     expect(toHex(mapped)).toBe('0200' + toHex(TXID) + '00000000000000000000ffffc0000201' + '0001');
     expect(decodeInner(mapped)).toMatchObject({ src: { ip: '192.0.2.1', port: 1 } });
+  });
+
+  it('punch (Pierce\'s 0x40): flags, sockets, duration, v4-mapped IP; short payloads are refused', () => {
+    const b = encodeInner({ type: 'punch', ip: '203.0.113.7', sockets: 256, durationS: 30, sprays: true });
+    expect(toHex(b)).toBe('4000' + '01' + '0100' + '001e' + '00000000000000000000ffffcb007107');
+    expect(decodeInner(b)).toEqual({ type: 'punch', ip: '203.0.113.7', sockets: 256, durationS: 30, sprays: true });
+    expect(codeOf(() => decodeInner(b.subarray(0, b.length - 1)))).toBe('DISCO_SHORT');
+    expect(codeOf(() => encodeInner({ type: 'punch', ip: '1.2.3.4', sockets: 70000, durationS: 1, sprays: false }))).toBe('DISCO_ENCODE');
   });
 
   it('call-me-maybe: n × (16-byte address, port); n may be 0', () => {
@@ -275,7 +292,7 @@ describe('inner message errors', () => {
 
   it('unknown types give DISCO_TYPE', () => {
     for (let t = 0; t < 256; t++) {
-      if (t >= 1 && t <= 3) continue;
+      if ((t >= 1 && t <= 3) || t === 0x40) continue;
       const b = concatBytes(Uint8Array.of(t, 0), new Uint8Array(64));
       expect(codeOf(() => decodeInner(b))).toBe('DISCO_TYPE');
     }

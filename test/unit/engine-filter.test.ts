@@ -1,12 +1,11 @@
 /**
  * The engine's pure parts: the inbound filter (stateless rules from control plus reply state),
- * home relay choice with hysteresis, and path selection.
+ * home relay choice with hysteresis (path selection: paths.test.ts).
  */
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { InboundFilter, packetTuple, UDP_FLOW_TTL_MS } from '../../src/engine/filter.ts';
 import { chooseHome } from '../../src/engine/relays.ts';
-import { PeerPaths, pathName } from '../../src/paths/paths.ts';
 import { buildIPv4, buildIPv6 } from '../../src/netstack/ip.ts';
 import { parseIP } from '../../src/netstack/addr.ts';
 import type { PacketFilter } from '../../src/policy/index.ts';
@@ -112,19 +111,5 @@ describe('home relay choice', () => {
   it('moves away from a home that stopped answering, and keeps it when nothing answers', () => {
     expect(chooseHome(new Map([[1, null], [2, 40]]), 1)).toBe(2);
     expect(chooseHome(new Map([[1, null], [2, null]]), 1)).toBe(1);
-  });
-});
-
-describe('peer paths', () => {
-  it('use the relay until a UDP path is proven, then the fastest trusted one, and fall back when trust runs out', () => {
-    const p = new PeerPaths();
-    p.relayRegion = 3;
-    expect(p.best(0)).toEqual({ kind: 'relay', region: 3 });
-    p.setCandidates([{ ip: '192.0.2.1', port: 41641 }, { ip: '2001:db8::1', port: 41641 }]);
-    expect(p.best(0).kind).toBe('relay');
-    p.confirmUdp('192.0.2.1', 41641, 20, 0, 6500);
-    p.confirmUdp('2001:db8::1', 41641, 5, 0, 6500);
-    expect(pathName(p.best(100), String)).toBe('[2001:db8::1]:41641');
-    expect(pathName(p.best(7000), (id) => `r${id}`)).toBe('relay(r3)');
   });
 });

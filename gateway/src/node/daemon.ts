@@ -14,6 +14,10 @@ import { startListen, type ListenHandle } from '../proxy/forward.ts';
 import { startApi } from './api.ts';
 import { nodeClock, nodeTransports, type NodeTransportOptions } from './platform.ts';
 import { loadState, saveControl } from './state.ts';
+import { formatIP } from '../../../src/netstack/addr.ts';
+import { hasIPv4, nat64Url, nodeUdp } from './udp.ts';
+import { detectNat64 } from '../nat64/detect.ts';
+import type { DirectOptions } from '../../../src/engine/types.ts';
 
 export interface NodeOptions {
   controlUrl: string;
@@ -26,6 +30,10 @@ export interface NodeOptions {
   /** "PORT" or "PORT=HOST:PORT": tailnet TCP PORT on this node reaches HOST:PORT (default 127.0.0.1). */
   forwards?: string[];
   transport?: NodeTransportOptions;
+  /** NAT traversal options; `disable` makes the node relay-only. */
+  direct?: DirectOptions;
+  /** DNS servers for NAT64 discovery (default: the system's). */
+  dns?: string[];
   log: LogFn;
   /** Printed once for interactive registration. */
   onLogin?: (url: string) => void;
@@ -59,8 +67,14 @@ export interface RunningNode {
 export async function startNode(o: NodeOptions): Promise<RunningNode> {
   const state = await loadState(o.stateDir);
   const pinned = state.controlUrl === o.controlUrl ? state.serverKey : undefined;
+  // An IPv6-only host behind NAT64 reaches IPv4 literals (control, relays, STUN, peers) through
+  // the DNS64 prefix.
+  const nat64 = hasIPv4() ? undefined : await detectNat64({ ...(o.dns ? { servers: o.dns } : {}) });
+  if (nat64) o.log('info', `NAT64: no IPv4 here; reaching IPv4 through ${formatIP(nat64.prefix)}/${nat64.length}`);
+  const rewriteUrl = (u: string): string => nat64Url(u, nat64);
+  const udp = o.direct?.disable ? undefined : nodeUdp({ ...(nat64 ? { nat64 } : {}) });
   const engine = new Engine({
-    controlUrl: o.controlUrl,
+    controlUrl: rewriteUrl(o.controlUrl),
     hostname: o.hostname,
     ...(o.authKey ? { authKey: o.authKey } : {}),
     ...(o.tags?.length ? { tags: o.tags } : {}),
@@ -70,7 +84,8 @@ export async function startNode(o: NodeOptions): Promise<RunningNode> {
     backend: nodeBackend,
     random: cryptoRandom,
     clock: nodeClock,
-    transports: nodeTransports(o.transport),
+    transports: nodeTransports({ ...o.transport, rewriteUrl, ...(udp ? { udp } : {}) }),
+    ...(o.direct ? { direct: o.direct } : {}),
     log: o.log,
     events: {
       login: (url) => o.onLogin?.(url),

@@ -40,16 +40,22 @@ export interface NodeTransportOptions {
   /** DERP over TCP (default, Node's native) or WebSocket (what browsers use). */
   relayTransport?: 'derp' | 'websocket';
   ca?: string | Buffer;
+  /** Native UDP for direct paths (gateway/src/node/udp.ts); absent: relay only. */
+  udp?: EngineTransports['udp'];
+  /** Rewrites relay URLs before use (NAT64 on an IPv6-only host). */
+  rewriteUrl?: (url: string) => string;
 }
 
 export function nodeTransports(o: NodeTransportOptions = {}): EngineTransports {
+  const rw = (n: RelayNode): RelayNode => (o.rewriteUrl ? { ...n, url: o.rewriteUrl(n.url) } : n);
   return {
+    ...(o.udp ? { udp: o.udp } : {}),
     WebSocket: WebSocket as unknown as WebSocketCtor,
     fetchServerKey,
     relay(node, key, h): RelayConn {
       let up = false;
       const link = new DerpLink({
-        url: derpUrl(node),
+        url: derpUrl(rw(node)),
         transport: o.relayTransport ?? 'derp',
         privateKey: key,
         ...(o.ca ? { ca: o.ca } : {}),
@@ -73,7 +79,7 @@ export function nodeTransports(o: NodeTransportOptions = {}): EngineTransports {
         close: () => link.close(),
       };
     },
-    probe: (node) => probeRelay(node),
+    probe: (node) => probeRelay(rw(node)),
   };
 }
 
