@@ -14,7 +14,7 @@
  * for the path; the others close. When both sides are hard, each new destination gets a new
  * port on both NATs, so the method only runs on an explicit opt-in, bounded in time.
  */
-import type { DiscoEndpoint } from '../disco/message.ts';
+import type { DiscoEndpoint, DiscoPunch } from '../disco/message.ts';
 import { PING_TIMEOUT_MS, type UdpPath } from '../paths/paths.ts';
 import type { DiscoAgent } from './disco.ts';
 import type { DirectPeer } from './direct.ts';
@@ -52,6 +52,8 @@ interface HardSession {
   until: number;
   lastPing: number;
   done: boolean;
+  punch: DiscoPunch | undefined;
+  punchSent: boolean;
 }
 
 interface Spray {
@@ -92,11 +94,13 @@ export class Birthday<P extends DirectPeer> {
     this.stats.attempts++;
     const n = this.opts.direct?.birthdaySockets ?? BIRTHDAY_SOCKETS;
     const seconds = this.opts.direct?.birthdaySeconds ?? BIRTHDAY_SECONDS;
-    const s: HardSession = { sockets: [], targets, until: now + seconds * 1000, lastPing: now, done: false };
+    const s: HardSession = { sockets: [], targets, until: now + seconds * 1000, lastPing: now, done: false, punch: undefined, punchSent: false };
     this.hard.set(peer, s);
     this.log(`${peer.info.name}: our NAT maps per destination; opening ${n} sockets toward ${targets.map((t) => `${t.ip}:${t.port}`).join(' ')}`);
-    const sprays = !!this.opts.direct?.birthdayHardHard;
-    this.hooks.disco.send(peer, this.hooks.relay(peer), { type: 'punch', ip: publicIp, sockets: n, durationS: seconds, sprays });
+    s.punch = { type: 'punch', ip: publicIp, sockets: n, durationS: seconds, sprays: !!this.opts.direct?.birthdayHardHard };
+    // Re-sent each second until the relay takes it (the link to the peer's region may still be
+    // opening), then with every re-ping.
+    s.punchSent = this.hooks.disco.send(peer, this.hooks.relay(peer), s.punch);
     void (async () => {
       for (let i = 0; i < n && !s.done; i++) {
         let id: number;
@@ -187,9 +191,12 @@ export class Birthday<P extends DirectPeer> {
       if (now >= h.until) {
         this.log(`${peer.info.name}: no probe got through in time; the relay stays`);
         this.closeHard(peer, h);
+      } else if (!h.punchSent && h.punch) {
+        h.punchSent = this.hooks.disco.send(peer, this.hooks.relay(peer), h.punch);
       } else if (now - h.lastPing >= HARD_REPING_MS) {
-        // Keep the mappings open while the peer probes.
+        // Keep the mappings open while the peer probes, and make sure it heard us.
         h.lastPing = now;
+        if (h.punch) this.hooks.disco.send(peer, this.hooks.relay(peer), { ...h.punch, durationS: Math.max(1, Math.round((h.until - now) / 1000)) });
         for (const id of h.sockets) this.pingFrom(peer, h, id);
       }
     }
@@ -198,7 +205,12 @@ export class Birthday<P extends DirectPeer> {
   private closeHard(peer: P, h: HardSession): void {
     h.done = true;
     this.hard.delete(peer);
-    for (const id of h.sockets) this.hooks.closeSock(id);
+    // A socket the peer's path runs on stays open (the pong on our side may still be coming).
+    const inUse = peer.paths.best?.path.sock ?? 0;
+    for (const id of h.sockets) {
+      if (id === inUse && id !== 0) this.kept.set(peer, id);
+      else this.hooks.closeSock(id);
+    }
   }
 
   stop(peer: P): void {

@@ -180,6 +180,19 @@ export class DirectPaths<P extends DirectPeer> {
     return out;
   }
 
+  private stunKey = '';
+
+  /** The relay map changed: STUN again at once if its STUN servers did. */
+  relaysChanged(): void {
+    const k = this.stunServers()
+      .map((s) => formatAddr(s.ip, s.port))
+      .join();
+    if (k === this.stunKey) return;
+    this.stunKey = k;
+    for (const t of this.timers.slice(1)) this.opts.clock.clearTimer(t);
+    this.restun();
+  }
+
   /** Sends a STUN round to every server (with two retransmissions), then reads the answers. */
   restun(): void {
     const sock = this.sockets.get(0);
@@ -279,8 +292,8 @@ export class DirectPaths<P extends DirectPeer> {
     peer.paths.lastFullPing = now;
     for (const c of peer.paths.duePings(now)) this.pingCandidate(peer, c, now);
     if (now - peer.paths.lastCallMeMaybe >= CMM_INTERVAL_MS) {
-      peer.paths.lastCallMeMaybe = now;
-      this.hooks.disco.send(peer, this.relayVia(peer), { type: 'call-me-maybe', endpoints: this.ourEndpoints() });
+      // Not sent (the link to the peer's relay is still opening): try again on the next tick.
+      if (this.hooks.disco.send(peer, this.relayVia(peer), { type: 'call-me-maybe', endpoints: this.ourEndpoints() })) peer.paths.lastCallMeMaybe = now;
       if (this.canBirthday) this.birthday.startHard(peer, this.publicV4!, this.targetsFor(peer), now);
     }
   }

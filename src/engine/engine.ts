@@ -121,7 +121,10 @@ export class Engine {
 
   private onMap(m: MapResponse): void {
     const view = this.control.view;
-    if (m.relays || m.full) this.relays.setMap(view.relays);
+    if (m.relays || m.full) {
+      this.relays.setMap(view.relays);
+      this.direct?.relaysChanged();
+    }
     if (m.filter || m.full || m.sets || m.setsPatch) this.filter.setFilter(view.filter);
     if (!this.stack && view.self) {
       this.stack = new Stack({

@@ -83,7 +83,8 @@ export function betterPath(a: Candidate, b: Candidate): boolean {
   return aPoints > bPoints + 1;
 }
 
-const key = (ip: string, port: number): string => `${ip}|${port}`;
+/** A candidate is a remote ip:port reached from one local socket (birthday sockets differ). */
+const key = (ip: string, port: number, sock = 0): string => `${ip}|${port}|${sock}`;
 
 export class PeerPaths {
   /** The peer's home relay region (0: unknown, then our own home relay is tried). */
@@ -103,13 +104,13 @@ export class PeerPaths {
     return [...this.candidates.values()];
   }
 
-  get(ip: string, port: number): Candidate | undefined {
-    return this.candidates.get(key(ip, port));
+  get(ip: string, port: number, sock = 0): Candidate | undefined {
+    return this.candidates.get(key(ip, port, sock));
   }
 
   /** Adds (or refreshes) a candidate; returns it and whether it is new. */
   add(ip: string, port: number, source: CandidateSource, now: number, sock = 0): { c: Candidate; isNew: boolean } {
-    const k = key(ip, port);
+    const k = key(ip, port, sock);
     const old = this.candidates.get(k);
     if (old) {
       old.lastHeard = Math.max(old.lastHeard, now);

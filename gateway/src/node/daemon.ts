@@ -17,7 +17,8 @@ import { loadState, saveControl } from './state.ts';
 import { formatIP } from '../../../src/netstack/addr.ts';
 import { hasIPv4, nat64Url, nodeUdp } from './udp.ts';
 import { detectNat64 } from '../nat64/detect.ts';
-import type { DirectOptions } from '../../../src/engine/types.ts';
+import type { DirectOptions, PortMapping as EnginePortMapping } from '../../../src/engine/types.ts';
+import { PortMapper } from '../portmap/mapper.ts';
 
 export interface NodeOptions {
   controlUrl: string;
@@ -72,7 +73,19 @@ export async function startNode(o: NodeOptions): Promise<RunningNode> {
   const nat64 = hasIPv4() ? undefined : await detectNat64({ ...(o.dns ? { servers: o.dns } : {}) });
   if (nat64) o.log('info', `NAT64: no IPv4 here; reaching IPv4 through ${formatIP(nat64.prefix)}/${nat64.length}`);
   const rewriteUrl = (u: string): string => nat64Url(u, nat64);
-  const udp = o.direct?.disable ? undefined : nodeUdp({ ...(nat64 ? { nat64 } : {}) });
+  // Port mapping (NAT-PMP, PCP, UPnP IGD) for the engine's UDP port; released at stop.
+  const mappers = new Set<PortMapper>();
+  const portMap = (localPort: number, onChange: (m: EnginePortMapping | null) => void) => {
+    const pm = new PortMapper({
+      localPort,
+      onChange: (m) => onChange(m ? { ip: m.externalAddress, port: m.externalPort, protocol: m.protocol } : null),
+      log: (line) => o.log('debug', `portmap: ${line}`),
+    });
+    mappers.add(pm);
+    void pm.start().catch((e: Error) => o.log('debug', `portmap: ${e.message}`));
+    return { close: () => void pm.close() };
+  };
+  const udp = o.direct?.disable ? undefined : nodeUdp({ ...(nat64 ? { nat64 } : {}), portMap });
   const engine = new Engine({
     controlUrl: rewriteUrl(o.controlUrl),
     hostname: o.hostname,
@@ -104,6 +117,8 @@ export async function startNode(o: NodeOptions): Promise<RunningNode> {
     stopping = true;
     for (const l of listens) await l.close().catch(() => {});
     engine.stop();
+    // Release port mappings (bounded: a gateway that stopped answering must not hold us up).
+    await Promise.race([Promise.all([...mappers].map((m) => m.close())), new Promise((r) => setTimeout(r, 2000))]);
     api?.close();
     resolveStopped();
     return stopped;

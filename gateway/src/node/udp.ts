@@ -14,6 +14,9 @@ import { formatIP, parseIP, tryParseIP } from '../../../src/netstack/addr.ts';
 import { extract, synthesize, type Nat64Prefix } from '../../../src/paths/nat64.ts';
 import type { PortMapping, UdpSocket, UdpTransport } from '../../../src/engine/types.ts';
 
+/** Socket buffers asked for (Tailscale asks for 7 MiB). */
+export const UDP_BUFFER_BYTES = 4 << 20;
+
 export interface NodeUdpOptions {
   /** NAT64 prefix to use for IPv4 destinations (only applied when the host has no IPv4). */
   nat64?: Nat64Prefix;
@@ -74,6 +77,16 @@ export function nodeUdp(o: NodeUdpOptions = {}): UdpTransport {
       const actual = s4.address().port;
       const s6 = await bindSocket('udp6', actual).catch(() => undefined);
       for (const s of [s4, s6]) {
+        if (!s) continue;
+        // Bulk TCP over the direct path bursts faster than one event-loop turn drains: the
+        // default 208 KiB buffer drops packets (the kernel clamps to net.core.rmem_max).
+        for (const set of [() => s.setRecvBufferSize(UDP_BUFFER_BYTES), () => s.setSendBufferSize(UDP_BUFFER_BYTES)]) {
+          try {
+            set();
+          } catch {
+            // not allowed here: the default stays
+          }
+        }
         s?.on('message', (msg, rinfo) => onPacket(new Uint8Array(msg.buffer, msg.byteOffset, msg.length), fromWire(rinfo.address), rinfo.port));
         // Unreachable destinations and the like: a candidate that doesn't work, nothing more.
         s?.on('error', () => {});
