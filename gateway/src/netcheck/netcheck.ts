@@ -86,7 +86,7 @@ export async function netcheck(o: NetcheckOptions): Promise<NetcheckReport> {
   const [s4, s6] = await Promise.all([bind('udp4'), bind('udp6')]);
   const portMapping = (async (): Promise<PortMapAvailability | null> => {
     const gw = o.gateway === null ? undefined : (o.gateway ?? (await defaultGateway()));
-    return gw ? probePortMapping(gw, { timeoutMs: Math.min(250, timeoutMs), upnpTimeoutMs: Math.min(1000, timeoutMs) }) : null;
+    return gw ? probePortMapping(gw, { timeoutMs: Math.min(1000, timeoutMs), upnpTimeoutMs: Math.min(2000, timeoutMs) }) : null;
   })();
   try {
     const stun = await Promise.all(

@@ -78,6 +78,10 @@ export async function startNode(o: NodeOptions): Promise<RunningNode> {
   const portMap = (localPort: number, onChange: (m: EnginePortMapping | null) => void) => {
     const pm = new PortMapper({
       localPort,
+      // A busy gateway answers late: wait up to 1 s for NAT-PMP/PCP, and retry a failed
+      // attempt after 20 s rather than a minute.
+      probe: { timeoutMs: 1000 },
+      retryMs: 20_000,
       onChange: (m) => onChange(m ? { ip: m.externalAddress, port: m.externalPort, protocol: m.protocol } : null),
       log: (line) => o.log('debug', `portmap: ${line}`),
     });

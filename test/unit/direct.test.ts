@@ -1,0 +1,275 @@
+/**
+ * Direct-path discovery (src/engine/direct.ts, birthday.ts, disco.ts, paths.ts) in a fake
+ * internet on a manual clock (test/support/fake-net.ts, direct-world.ts): STUN through fake
+ * NATs, hole punching with CallMeMaybe, birthday probing through an endpoint-dependent NAT,
+ * fallback to the relay and back, and what the UDP socket lets through.
+ */
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import fc from 'fast-check';
+import { PING_TIMEOUT_MS, TRUST_MS } from '../../src/paths/paths.ts';
+import { BIRTHDAY_RATE, BIRTHDAY_SECONDS, BIRTHDAY_SOCKETS } from '../../src/engine/birthday.ts';
+import { DISCO_MAGIC, sealDisco } from '../../src/disco/message.ts';
+import { buildBindingSuccess, encodeStun, ATTR, BINDING } from '../../src/stun/message.ts';
+import { DiscoPrivate } from '../../src/key/keys.ts';
+import { parseIP } from '../../src/netstack/addr.ts';
+import { seededRandom } from '../support/wg-net.ts';
+import { FakeWorld, STUN_1, STUN_2, type DirectNode, type NodeSpec } from '../support/direct-world.ts';
+import type { FakeHost } from '../support/fake-net.ts';
+
+const PUBLIC_A: NodeSpec = { nat: 'none', publicIp: '198.18.0.10' };
+const PUBLIC_B: NodeSpec = { nat: 'none', publicIp: '198.18.0.20' };
+const EASY_A: NodeSpec = { nat: 'easy', publicIp: '198.18.1.1', privateIp: '192.168.1.10' };
+const EASY_B: NodeSpec = { nat: 'easy', publicIp: '198.18.2.1', privateIp: '192.168.2.10' };
+const HARD_A: NodeSpec = { nat: 'hard', publicIp: '198.18.3.1', privateIp: '10.3.0.10' };
+const HARD_B: NodeSpec = { nat: 'hard', publicIp: '198.18.4.1', privateIp: '10.4.0.10' };
+
+/** A WireGuard transport-data-looking datagram (type 4, zero reserved bytes). */
+function wgDatagram(fill = 0xab, n = 64): Uint8Array {
+  const d = new Uint8Array(n).fill(fill);
+  d.set([4, 0, 0, 0], 0);
+  return d;
+}
+
+let world: FakeWorld;
+
+beforeEach(() => {
+  // Birthday probing and the re-STUN jitter use Math.random: seeded, so every run is the same.
+  const r = seededRandom(0xb1d);
+  vi.spyOn(Math, 'random').mockImplementation(() => {
+    const b = r(4);
+    return (((b[0]! << 24) | (b[1]! << 16) | (b[2]! << 8) | b[3]!) >>> 0) / 2 ** 32;
+  });
+  world = new FakeWorld(7);
+});
+
+afterEach(() => {
+  world.stop();
+  vi.restoreAllMocks();
+});
+
+const now = (): number => world.clock.now();
+const direct = (n: DirectNode): boolean => n.peer.paths.isDirect(now());
+
+/** Advances in `step`s until `cond` holds; the fake time it took. Fails after `maxMs`. */
+async function waitFor(cond: () => boolean, maxMs: number, step = 100, each?: () => void): Promise<number> {
+  const start = now();
+  while (!cond()) {
+    if (now() - start >= maxMs) throw new Error(`not within ${maxMs} ms of fake time`);
+    each?.();
+    await world.clock.advance(step);
+  }
+  return now() - start;
+}
+
+async function connected(a: NodeSpec, b: NodeSpec): Promise<[DirectNode, DirectNode]> {
+  const [x, y] = world.pair(a, b);
+  await world.start();
+  x.direct.noteSend(x.peer, now());
+  await waitFor(() => direct(x) && direct(y), 3_000);
+  return [x, y];
+}
+
+/** Sends a datagram from a raw socket on `host` to ip:port. */
+async function sendFrom(host: FakeHost, ip: string, port: number, packets: Uint8Array[]): Promise<void> {
+  const s = await host.bind(0, () => {});
+  for (const p of packets) s.send(ip, port, p);
+  await world.clock.advance(50);
+  s.close();
+}
+
+describe('endpoints from STUN', () => {
+  it.each([
+    ['public', PUBLIC_A, false],
+    ['easy NAT', EASY_A, false],
+    ['hard NAT', HARD_A, true],
+  ] as const)('%s: two STUN servers at different IPs tell the NAT kind', async (_name, spec, hard) => {
+    const [a] = world.pair(spec, PUBLIC_B);
+    await world.start();
+    expect(a.direct.hardNat).toBe(hard);
+    expect(a.direct.publicV4).toBe(spec.publicIp);
+    // Reflexive address(es) first, then the interface address; the peer got them via control.
+    expect(a.direct.endpoints.length).toBe(hard ? 3 : spec.nat === 'none' ? 1 : 2);
+    expect(a.direct.endpoints.every((e) => e.startsWith(`${spec.publicIp}:`) || e.startsWith(`${spec.privateIp}:`))).toBe(true);
+    expect(a.other.peer.info.endpoints).toEqual(a.direct.endpoints);
+    expect(a.other.peer.paths.size).toBe(a.direct.endpoints.length);
+  });
+});
+
+describe('hole punching', () => {
+  it.each([
+    ['public ↔ public', PUBLIC_A, PUBLIC_B],
+    ['easy ↔ easy', EASY_A, EASY_B],
+    ['public ↔ easy', PUBLIC_A, EASY_B],
+  ] as const)('%s: a trusted direct path on both sides within a few fake seconds', async (_name, sa, sb) => {
+    const [a, b] = world.pair(sa, sb);
+    await world.start();
+    expect(direct(a) || direct(b)).toBe(false);
+    a.direct.noteSend(a.peer, now());
+    const took = await waitFor(() => direct(a) && direct(b), 3_000, 10);
+    expect(took).toBeLessThan(500);
+    const ta = a.peer.paths.sendTargets(now());
+    expect(ta.relay).toBe(false);
+    expect(ta.udp).toMatchObject({ kind: 'udp', ip: sb.publicIp, sock: 0 });
+    expect(b.peer.paths.sendTargets(now())).toMatchObject({ udp: { ip: sa.publicIp, sock: 0 }, relay: false });
+    // The session stays direct on the heartbeat alone.
+    await waitFor(() => false, 20_000, 1_000, () => a.direct.noteSend(a.peer, now())).catch(() => {});
+    expect(a.peer.paths.sendTargets(now()).relay).toBe(false);
+    expect(direct(b)).toBe(true);
+  });
+});
+
+describe('birthday probing', () => {
+  it('easy ↔ hard: the spray finds one of the hard side’s sockets and stops; only that socket stays', async () => {
+    const [a, b] = world.pair(EASY_A, HARD_B);
+    await world.start();
+    expect(a.direct.hardNat).toBe(false);
+    expect(b.direct.hardNat).toBe(true);
+    expect(b.direct.canBirthday).toBe(true);
+    a.direct.noteSend(a.peer, now());
+    await waitFor(() => direct(a) && direct(b), 30_000);
+    const budget = BIRTHDAY_RATE * BIRTHDAY_SECONDS;
+    const probes = a.direct.birthday.stats.probesSent;
+    expect(probes).toBeGreaterThan(0);
+    expect(probes).toBeLessThan(budget / 4);
+    expect(a.direct.birthday.stats.successes).toBe(1);
+    expect(b.direct.birthday.stats.successes).toBe(1);
+    expect(b.direct.birthday.stats.probesSent).toBe(0);
+    // The hard side opened its sockets and kept the one the path runs on.
+    expect(b.host.bound).toBe(1 + BIRTHDAY_SOCKETS);
+    expect(b.host.sockets.size).toBe(2);
+    const bp = b.peer.paths.sendTargets(now());
+    expect(bp.relay).toBe(false);
+    expect(bp.udp?.sock).not.toBe(0);
+    expect(a.peer.paths.sendTargets(now())).toMatchObject({ udp: { ip: HARD_B.publicIp, sock: 0 }, relay: false });
+    // The spray stopped at the first pong, and the path works both ways through the kept socket.
+    await waitFor(() => false, 10_000, 500, () => a.direct.noteSend(a.peer, now())).catch(() => {});
+    expect(a.direct.birthday.stats.probesSent).toBe(probes);
+    expect(direct(a) && direct(b)).toBe(true);
+    b.direct.send(b.peer.paths.best!.path, wgDatagram(1));
+    a.direct.send(a.peer.paths.best!.path, wgDatagram(2));
+    await world.clock.advance(50);
+    expect(a.received).toEqual([wgDatagram(1)]);
+    expect(b.received).toEqual([wgDatagram(2)]);
+  });
+
+  it('hard ↔ hard without birthdayHardHard: no spray, the relay stays, the sockets close', async () => {
+    const [a, b] = world.pair(HARD_A, HARD_B);
+    await world.start();
+    expect(a.direct.hardNat && b.direct.hardNat).toBe(true);
+    a.direct.noteSend(a.peer, now());
+    let wasDirect = false;
+    await waitFor(() => false, 40_000, 500, () => {
+      a.direct.noteSend(a.peer, now());
+      wasDirect ||= direct(a) || direct(b);
+    }).catch(() => {});
+    expect(wasDirect).toBe(false);
+    expect(a.peer.paths.sendTargets(now())).toEqual({ udp: null, relay: true });
+    expect(b.peer.paths.sendTargets(now())).toEqual({ udp: null, relay: true });
+    expect(a.direct.birthday.stats.probesSent + b.direct.birthday.stats.probesSent).toBe(0);
+    expect([...a.logs, ...b.logs].some((l) => l.includes('both behind hard NATs; staying on the relay'))).toBe(true);
+    // Whatever sockets a hard side opened are closed once its attempt times out.
+    expect(a.host.sockets.size).toBe(1);
+    expect(b.host.sockets.size).toBe(1);
+  });
+});
+
+describe('fallback to the relay', () => {
+  it('UDP lost: relay joins once trust runs out, then relay only; UDP back: direct again', async () => {
+    const [a, b] = await connected(EASY_A, EASY_B);
+    const keepActive = (): void => a.direct.noteSend(a.peer, now());
+    await waitFor(() => false, 2_000, 250, keepActive).catch(() => {});
+    world.net.dropUdp = true;
+    const t0 = now();
+    let both = -1;
+    await waitFor(
+      () => a.peer.paths.sendTargets(now()).udp === null,
+      TRUST_MS + PING_TIMEOUT_MS + 3_000,
+      100,
+      () => {
+        keepActive();
+        const t = a.peer.paths.sendTargets(now());
+        if (both < 0 && t.udp && t.relay) both = now() - t0;
+      },
+    );
+    const relayOnly = now() - t0;
+    expect(both).toBeGreaterThan(0);
+    expect(both).toBeLessThanOrEqual(TRUST_MS);
+    expect(relayOnly).toBeGreaterThan(both);
+    expect(a.peer.paths.sendTargets(now())).toEqual({ udp: null, relay: true });
+    world.net.dropUdp = false;
+    await waitFor(() => direct(a) && direct(b), 7_000, 100, keepActive);
+    expect(a.peer.paths.sendTargets(now())).toMatchObject({ udp: { ip: EASY_B.publicIp }, relay: false });
+  });
+});
+
+describe('the UDP socket', () => {
+  it('WireGuard from an address that never proved itself is dropped; from a proven one it is received', async () => {
+    const [a, b] = await connected(PUBLIC_A, EASY_B);
+    const mallory = world.net.addHost('mallory', 'none', '198.18.9.9');
+    await sendFrom(mallory, PUBLIC_A.publicIp, a.direct.port, [wgDatagram(0x66)]);
+    expect(a.direct.stats.unknownSource).toBe(1);
+    expect(a.received).toEqual([]);
+    // A disco ping under a disco key the netmap doesn't know proves nothing either.
+    const stranger = DiscoPrivate.generate(seededRandom(99));
+    const ping = sealDisco({ type: 'ping', txid: new Uint8Array(12), nodeKey: b.nodeKey }, stranger, stranger.public(), a.opts.keys.disco.public(), new Uint8Array(24));
+    await sendFrom(mallory, PUBLIC_A.publicIp, a.direct.port, [ping, wgDatagram(0x67)]);
+    expect(a.direct.stats.unknownSource).toBe(2);
+    expect(a.received).toEqual([]);
+    // b proved its address with disco: its datagram gets through.
+    b.direct.send(b.peer.paths.best!.path, wgDatagram(0x77));
+    await world.clock.advance(50);
+    expect(a.received).toEqual([wgDatagram(0x77)]);
+    expect(a.direct.stats.unknownSource).toBe(2);
+  });
+
+  it('garbage, truncated disco and STUN packets cost nothing', async () => {
+    const [a, b] = await connected(PUBLIC_A, PUBLIC_B);
+    const mallory = world.net.addHost('mallory', 'none', '198.18.9.9');
+    const disco = (n: number): Uint8Array => {
+      const p = new Uint8Array(n).fill(0x5a);
+      p.set(DISCO_MAGIC, 0);
+      return p;
+    };
+    // A real ping from b, cut short or with a flipped bit.
+    const real = sealDisco({ type: 'ping', txid: new Uint8Array(12).fill(1), nodeKey: b.nodeKey }, b.opts.keys.disco, b.opts.keys.disco.public(), a.opts.keys.disco.public(), new Uint8Array(24).fill(2));
+    const flipped = Uint8Array.from(real);
+    flipped[flipped.length - 1]! ^= 1;
+    const txid = new Uint8Array(12).fill(9);
+    const badAttr = encodeStun({ method: BINDING, class: 'success', transactionId: txid, attributes: [{ type: ATTR.XOR_MAPPED_ADDRESS, value: new Uint8Array(8) }] });
+    badAttr[23] = 200; // attribute length runs past the end
+    const shortAttr = encodeStun({ method: BINDING, class: 'success', transactionId: txid, attributes: [{ type: ATTR.XOR_MAPPED_ADDRESS, value: new Uint8Array(3) }] });
+    const stunish = [
+      buildBindingSuccess(txid, parseIP('6.6.6.6'), 666), // a transaction we never started
+      badAttr,
+      shortAttr,
+      encodeStun({ method: BINDING, class: 'request', transactionId: txid, attributes: [] }),
+    ];
+    const discoish = [disco(38), disco(77), disco(78), disco(200), real.subarray(0, real.length - 1), flipped];
+    const other = [new Uint8Array(0), new Uint8Array([0x54]), disco(37), new Uint8Array(1500).fill(0xff), wgDatagram(0, 16)];
+    const before = { ...a.direct.stats, bad: a.disco.stats.bad, endpoints: [...a.direct.endpoints] };
+    await sendFrom(mallory, PUBLIC_A.publicIp, a.direct.port, [...stunish, ...discoish, ...other]);
+    expect(a.direct.stats.udpIn - before.udpIn).toBe(stunish.length + discoish.length + other.length);
+    expect(a.disco.stats.bad - before.bad).toBe(discoish.length);
+    expect(a.direct.stats.unknownSource - before.unknownSource).toBe(other.length);
+    expect(a.direct.endpoints).toEqual(before.endpoints);
+    expect(a.direct.hardNat).toBe(false);
+    expect(a.received).toEqual([]);
+    // Random bytes, some dressed as disco or STUN: never a throw, never a datagram delivered.
+    const packets = fc.sample(
+      fc.tuple(fc.constantFrom('raw', 'disco', 'stun'), fc.uint8Array({ maxLength: 120 })).map(([kind, body]) => {
+        if (kind === 'raw') return body;
+        if (kind === 'disco') return Uint8Array.from([...DISCO_MAGIC, ...body]);
+        const s = new Uint8Array(20 + (body.length & ~3));
+        s.set([0x01, 0x01, (s.length - 20) >> 8, (s.length - 20) & 255, 0x21, 0x12, 0xa4, 0x42], 0);
+        s.set(body.subarray(0, s.length - 8), 8);
+        return s;
+      }),
+      { numRuns: 300, seed: 42 },
+    );
+    await sendFrom(mallory, PUBLIC_A.publicIp, a.direct.port, packets);
+    expect(a.received).toEqual([]);
+    expect(a.direct.endpoints).toEqual(before.endpoints);
+    expect(direct(a)).toBe(true);
+    expect([STUN_1, STUN_2].length).toBe(2);
+  });
+});
