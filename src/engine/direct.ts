@@ -56,6 +56,7 @@ export class DirectPaths<P extends DirectPeer> {
   /** Proven addresses (a disco ping or pong came from there) → peer, for WireGuard demux. */
   private readonly byAddr = new Map<string, P>();
   private readonly stunPending = new Map<string, string>();
+  private readonly cmmRetrying = new WeakSet<P>();
   private stunSeen = new Map<string, string>();
   private timers: unknown[] = [];
   private stopped = false;
@@ -292,9 +293,23 @@ export class DirectPaths<P extends DirectPeer> {
     peer.paths.lastFullPing = now;
     for (const c of peer.paths.duePings(now)) this.pingCandidate(peer, c, now);
     if (now - peer.paths.lastCallMeMaybe >= CMM_INTERVAL_MS) {
-      // Not sent (the link to the peer's relay is still opening): try again on the next tick.
-      if (this.hooks.disco.send(peer, this.relayVia(peer), { type: 'call-me-maybe', endpoints: this.ourEndpoints() })) peer.paths.lastCallMeMaybe = now;
+      if (!this.cmmRetrying.has(peer)) this.sendCallMeMaybe(peer, 0);
       if (this.canBirthday) this.birthday.startHard(peer, this.publicV4!, this.targetsFor(peer), now);
+    }
+  }
+
+  /**
+   * CallMeMaybe through the peer's home relay. When the link there is still opening, it is
+   * retried every 100 ms for 2 s (then discovery's next round tries again).
+   */
+  private sendCallMeMaybe(peer: P, attempt: number): void {
+    if (this.stopped) return;
+    this.cmmRetrying.delete(peer);
+    if (this.hooks.disco.send(peer, this.relayVia(peer), { type: 'call-me-maybe', endpoints: this.ourEndpoints() })) {
+      peer.paths.lastCallMeMaybe = this.opts.clock.now();
+    } else if (attempt < 20) {
+      this.cmmRetrying.add(peer);
+      this.opts.clock.setTimer(() => this.sendCallMeMaybe(peer, attempt + 1), 100);
     }
   }
 
@@ -334,8 +349,10 @@ export class DirectPaths<P extends DirectPeer> {
     const now = this.opts.clock.now();
     this.byAddr.set(key(path.ip, path.port), peer);
     const { c, isNew } = peer.paths.add(path.ip, path.port, 'learned', now, path.sock);
-    // Ping back at once: our side trusts the path only after a pong of its own.
-    if (isNew || now - c.lastPing >= HEARTBEAT_MS) this.pingCandidate(peer, c, now);
+    // Ping back at once unless we already trust the path: our side trusts it only after a pong
+    // of its own, and our earlier ping may have been dropped by the peer's NAT (the peer's ping
+    // has just opened it). The peer's pings are rate-limited, so these are too.
+    if (isNew || c.trustedUntil <= now || now - c.lastPing >= HEARTBEAT_MS) this.pingCandidate(peer, c, now);
   }
 
   callMeMaybe(peer: P, endpoints: DiscoEndpoint[]): void {

@@ -12,7 +12,7 @@ import { toHex } from '../crypto/bytes.ts';
 import { DiscoPublic, NodePublic } from '../key/keys.ts';
 import { PierceError } from '../errors.ts';
 import type { PeerInfo } from '../control/messages.ts';
-import { looksLikeDisco, openDisco, sealDisco, DiscoKeyCache, type DiscoEndpoint, type DiscoMessage, type DiscoPunch } from '../disco/message.ts';
+import { looksLikeDisco, openDisco, parseDiscoHeader, sealDisco, DiscoKeyCache, type DiscoEndpoint, type DiscoMessage, type DiscoPunch } from '../disco/message.ts';
 import type { UdpPath } from '../paths/paths.ts';
 import type { EngineOptions } from './types.ts';
 
@@ -62,6 +62,8 @@ export class DiscoAgent<P extends DiscoPeer> {
   private readonly pending = new Map<string, Pending<P>>();
   private readonly cache: DiscoKeyCache;
   private readonly discoPub: DiscoPublic;
+  /** Our node key, carried in every ping (computed once: it is an X25519 base multiplication). */
+  private readonly nodePub: NodePublic;
   readonly stats = { pingsSent: 0, pongsSent: 0, pongsReceived: 0, bad: 0 };
   private closed = false;
 
@@ -71,6 +73,7 @@ export class DiscoAgent<P extends DiscoPeer> {
   ) {
     this.cache = new DiscoKeyCache(opts.keys.disco);
     this.discoPub = opts.keys.disco.public();
+    this.nodePub = opts.keys.node.public();
   }
 
   isDisco(data: Uint8Array): boolean {
@@ -96,6 +99,16 @@ export class DiscoAgent<P extends DiscoPeer> {
 
   /** A disco packet arrived: over the relay from node `src`, or over UDP from `path`. */
   onPacket(data: Uint8Array, from: { relay: NodePublic; region: number } | { udp: UdpPath }): void {
+    // The sender must be a peer before any crypto: junk under random keys costs no X25519 and
+    // cannot push real peers out of the shared-key cache.
+    let peer: P | undefined;
+    try {
+      const sender = parseDiscoHeader(data).sender;
+      peer = this.io.peerByDisco(sender.toString());
+      if (!peer) return this.drop(`unknown disco key ${sender.short()}`);
+    } catch (e) {
+      return this.drop((e as PierceError).message);
+    }
     let opened;
     try {
       opened = openDisco(data, this.opts.keys.disco, this.cache);
@@ -103,8 +116,6 @@ export class DiscoAgent<P extends DiscoPeer> {
       this.drop((e as PierceError).message);
       return;
     }
-    const peer = this.io.peerByDisco(opened.sender.toString());
-    if (!peer) return this.drop(`unknown disco key ${opened.sender.short()}`);
     if ('relay' in from && !peer.node.equals(from.relay)) return this.drop('relay source does not own the disco key');
     const m = opened.msg;
     const via: Via = 'relay' in from ? { kind: 'relay', region: from.region } : from.udp;
@@ -148,7 +159,7 @@ export class DiscoAgent<P extends DiscoPeer> {
     }, timeoutMs);
     this.pending.set(k, { peer, via, sentAt: this.opts.clock.now(), h, timer });
     this.stats.pingsSent++;
-    const sent = this.send(peer, via, { type: 'ping', txid, nodeKey: this.opts.keys.node.public() });
+    const sent = this.send(peer, via, { type: 'ping', txid, nodeKey: this.nodePub });
     if (!sent) {
       this.pending.delete(k);
       this.opts.clock.clearTimer(timer);

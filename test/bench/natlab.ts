@@ -11,7 +11,7 @@
  *   throughput   --mb MB (default 32) from e1 to e2 through `pierce nc` (TCP over the node's
  *                netstack and WireGuard), measured first while the lab is idle: three rounds on
  *                the direct path alternating with three on the relay path of the same pair
- *                (UDP cut in e1's namespace); medians.
+ *                (UDP cut in e1's namespace); medians. Also disco ping round trips on each path.
  *
  *   npx tsx test/bench/natlab.ts [--runs N] [--mb N] [--json]
  */
@@ -92,13 +92,23 @@ async function main(): Promise<void> {
   await sink.waitForLine(/listening/, 10_000);
   const directMbps: number[] = [];
   const relayMbps: number[] = [];
+  const directRtt: number[] = [];
+  const relayRtt: number[] = [];
+  const pings = async (into: number[], direct: boolean): Promise<void> => {
+    for (let i = 0; i < 20; i++) {
+      const r = await mesh.ping('e1', 'e2', 2000);
+      if (r && r.direct === direct) into.push(r.ms);
+    }
+  };
   const e1ns = mesh.node('e1').host.ns;
   for (let i = 0; i < 3; i++) {
     if (!(await timeToDirect(mesh, 'e1', 'e2', 30_000))) throw new Error('e1 → e2 never went direct');
     directMbps.push(await transfer(mesh, sink));
+    await pings(directRtt, true);
     await execIn(e1ns, 'nft', ['-f', '-'], { input: CUT_UDP });
     await waitFor('e1 → e2 on the relay', 30_000, async () => ((await mesh.status('e1')).peers.find((p) => p.name === 'e2')?.direct === false ? true : undefined), 200);
     relayMbps.push(await transfer(mesh, sink));
+    await pings(relayRtt, false);
     await execIn(e1ns, 'nft', ['delete', 'table', 'inet', 'bench_cut']);
   }
   progress(`throughput: direct ${directMbps.map((x) => x.toFixed(0)).join(', ')} Mbit/s; relay ${relayMbps.map((x) => x.toFixed(0)).join(', ')} Mbit/s`);
@@ -134,7 +144,12 @@ async function main(): Promise<void> {
       birthdayProbes: median(rs.filter((r) => r.birthdayProbes > 0).map((r) => r.birthdayProbes)),
     };
   });
-  const out = { runs: RUNS, matrix: rows, throughputMbps: { direct: median(directMbps), relay: median(relayMbps), directAll: directMbps, relayAll: relayMbps } };
+  const out = {
+    runs: RUNS,
+    matrix: rows,
+    throughputMbps: { direct: median(directMbps), relay: median(relayMbps), directAll: directMbps, relayAll: relayMbps },
+    pingMs: { direct: median(directRtt), relay: median(relayRtt), samples: [directRtt.length, relayRtt.length] },
+  };
   if (json) console.log(JSON.stringify(out, null, 2));
   else {
     console.log(`\nNAT traversal matrix (${RUNS} runs; time from the first ping to the direct path)\n`);
@@ -145,6 +160,8 @@ async function main(): Promise<void> {
     }
     const d = out.throughputMbps;
     console.log(`\nthroughput e1 → e2, ${MB} MB via pierce nc (median of 3): direct ${d.direct!.toFixed(0)} Mbit/s, relay ${d.relay!.toFixed(0)} Mbit/s (direct/relay ${(d.direct! / d.relay!).toFixed(2)}×)`);
+    const p = out.pingMs;
+    console.log(`disco ping e1 → e2, p50 of ${p.samples.join(' / ')}: direct ${p.direct?.toFixed(2)} ms, relay ${p.relay?.toFixed(2)} ms`);
   }
   sink.signal('SIGTERM');
   await lab.destroy();

@@ -14,23 +14,11 @@ import { ping } from '../interop/lab/netns.ts';
 import { tcpProbe, udpProbe } from '../interop/lab/probe.ts';
 import { execIn } from '../interop/lab/proc.ts';
 import { startUdpAgent, stunProbe, type UdpAgent } from './agent.ts';
-import { createNatLab, natlabTools, type LabHost, type NatLab, type SiteSpec } from './lab.ts';
+import { ONE_OF_EACH, createNatLab, natlabTools, type LabHost, type NatLab, type SiteSpec } from './lab.ts';
 import { startInternetServers, type InternetServers } from './servers.ts';
 import { NATLAB_TEST_TOOLS, natlabProblems, requireNatlab } from './tools.ts';
 
-const SITES: SiteSpec[] = [
-  { name: 'pub', kind: 'public' },
-  { name: 'e1', kind: 'easy' },
-  { name: 'e2', kind: 'easy' },
-  { name: 'h1', kind: 'hard' },
-  { name: 'h2', kind: 'hard' },
-  { name: 'blk', kind: 'udp-blocked' },
-  { name: 'up', kind: 'hard-upnp' },
-  { name: 'cg', kind: 'cgnat' },
-  { name: 'cgh', kind: 'cgnat-hairpin' },
-  { name: 'lan', kind: 'lan' },
-  { name: 'n64', kind: 'nat64' },
-];
+const SITES: SiteSpec[] = ONE_OF_EACH;
 const TOOLS = [...natlabTools(SITES), ...NATLAB_TEST_TOOLS];
 /** 203.0.113.1 and .2 through the NAT64 prefix. */
 const NAT64_SERVERS = ['64:ff9b::cb00:7101', '64:ff9b::cb00:7102'] as const;

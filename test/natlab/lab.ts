@@ -72,6 +72,21 @@ export interface NatLab {
 }
 
 export const INTERNET_IPS: [string, string] = ['203.0.113.1', '203.0.113.2'];
+
+/** One site of each kind, two of easy and hard (for easy–easy and hard–hard pairs). */
+export const ONE_OF_EACH: SiteSpec[] = [
+  { name: 'pub', kind: 'public' },
+  { name: 'e1', kind: 'easy' },
+  { name: 'e2', kind: 'easy' },
+  { name: 'h1', kind: 'hard' },
+  { name: 'h2', kind: 'hard' },
+  { name: 'blk', kind: 'udp-blocked' },
+  { name: 'up', kind: 'hard-upnp' },
+  { name: 'cg', kind: 'cgnat' },
+  { name: 'cgh', kind: 'cgnat-hairpin' },
+  { name: 'lan', kind: 'lan' },
+  { name: 'n64', kind: 'nat64' },
+];
 export const INTERNET_IPV6 = '2001:db8:113::1';
 const FIRST_WAN_OCTET = 10;
 

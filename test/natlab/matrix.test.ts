@@ -81,6 +81,21 @@ describe('NAT lab: every pair ends on the path its NATs allow', () => {
   }
 });
 
+describe('port mapping in pierce up', () => {
+  it('the mapping pierce up holds is in miniupnpd\'s list while it runs and gone after it stops', async () => {
+    const mm = m();
+    const up = mm.node('up');
+    const mapped = Number((await mm.status('up')).direct!.portMapping!.match(/:(\d+) /)![1]);
+    const list = async (): Promise<number[]> => {
+      const r = await execIn(up.host.ns, 'upnpc', ['-u', lab!.routers['up']!.descUrl, '-i', '-l'], { check: false, timeoutMs: 15_000 });
+      return [...r.stdout.matchAll(/^\s*\d+\s+UDP\s+(\d+)->/gm)].map((x) => Number(x[1]));
+    };
+    expect(await list()).toContain(mapped);
+    await mm.stopNode('up');
+    expect(await list()).not.toContain(mapped);
+  }, 60_000);
+});
+
 describe('fallback: a direct path that dies moves to the relay without losing TCP, then comes back', () => {
   it('a TCP stream e1 → e2 keeps flowing while UDP is cut, and the path returns to direct', async () => {
     const mm = m();

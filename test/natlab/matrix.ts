@@ -3,23 +3,11 @@
  * the relay, and a runner that measures each pair's time to the direct path. The matrix test
  * asserts it; `npm run bench` (test/bench/natlab.ts) repeats it for medians.
  */
-import type { SiteSpec } from './lab.ts';
+import { ONE_OF_EACH, type SiteSpec } from './lab.ts';
 import { timeToDirect, type NatMesh } from './mesh.ts';
 
 /** One site of each kind (two of easy and hard, for easy–easy and hard–hard). */
-export const MATRIX_SITES: SiteSpec[] = [
-  { name: 'pub', kind: 'public' },
-  { name: 'e1', kind: 'easy' },
-  { name: 'e2', kind: 'easy' },
-  { name: 'h1', kind: 'hard' },
-  { name: 'h2', kind: 'hard' },
-  { name: 'blk', kind: 'udp-blocked' },
-  { name: 'up', kind: 'hard-upnp' },
-  { name: 'cg', kind: 'cgnat' },
-  { name: 'cgh', kind: 'cgnat-hairpin' },
-  { name: 'lan', kind: 'lan' },
-  { name: 'n64', kind: 'nat64' },
-];
+export const MATRIX_SITES: SiteSpec[] = ONE_OF_EACH;
 
 export interface MatrixPair {
   label: string;

@@ -77,7 +77,7 @@ export async function startNatMesh(lab: NatLab, specs: MeshNodeSpec[]): Promise<
     const dns = lab.dns64[spec.host.site];
     const proc = spawnPierce(
       spec.host.ns,
-      ['up', '--control', controlUrl, '--authkey', authKey, '--hostname', spec.name, '--state', state, '--socket', sock, '--verbose', ...(dns ? ['--dns', dns.server] : []), ...(spec.args ?? [])],
+      ['up', '--control', controlUrl, '--authkey', authKey, '--hostname', spec.name, '--state', state, '--socket', sock, ...(process.env['NATLAB_QUIET'] ? [] : ['--verbose']), ...(dns ? ['--dns', dns.server] : []), ...(spec.args ?? [])],
       `pierce up ${spec.name}@${spec.host.ns}`,
     );
     const m = await proc.waitForLine(new RegExp(`pierce up: ${spec.name} (\\d+\\.\\d+\\.\\d+\\.\\d+)/32 \\S+ running`), 60_000);

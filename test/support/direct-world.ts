@@ -40,6 +40,7 @@ export class DirectNode {
   readonly reports: string[][] = [];
   readonly logs: string[] = [];
   relayUp = true;
+  readonly nodeKey: NodePublic;
 
   constructor(
     readonly world: FakeWorld,
@@ -50,10 +51,12 @@ export class DirectNode {
   ) {
     this.host = world.net.addHost(name, spec.nat, spec.publicIp, spec.privateIp);
     const random = seededRandom(seed);
+    const node = NodePrivate.generate(random);
+    this.nodeKey = node.public();
     this.opts = {
       controlUrl: 'http://control.invalid',
       hostname: name,
-      keys: { machine: MachinePrivate.generate(random), node: NodePrivate.generate(random), disco: DiscoPrivate.generate(random) },
+      keys: { machine: MachinePrivate.generate(random), node, disco: DiscoPrivate.generate(random) },
       backend: nobleBackend,
       random,
       clock: world.clock,
@@ -87,9 +90,6 @@ export class DirectNode {
     });
   }
 
-  get nodeKey(): NodePublic {
-    return this.opts.keys.node.public();
-  }
 
   /** Our record as the other node sees it. */
   info(id: number): PeerInfo {
