@@ -70,6 +70,7 @@ export class Birthday<P extends DirectPeer> {
   private readonly hard = new Map<P, HardSession>();
   private readonly sprays = new Map<P, Spray>();
   private readonly lastAttempt = new Map<P, number>();
+  private readonly lastSpray = new Map<P, number>();
   /** The socket a successful hard session kept, per peer. */
   private readonly kept = new Map<P, number>();
 
@@ -128,8 +129,11 @@ export class Birthday<P extends DirectPeer> {
 
   /** Easy side: probes random ports of `ip` at the configured rate for at most `durationS`. */
   spray(peer: P, ip: string, durationS: number, now: number): void {
-    if (this.sprays.has(peer)) return;
-    const seconds = Math.min(durationS || BIRTHDAY_SECONDS, this.opts.direct?.birthdaySeconds ?? BIRTHDAY_SECONDS * 2);
+    // One spray at a time per peer, and not again within BIRTHDAY_RETRY_MS (the hard side
+    // re-sends its Punch every few seconds while its sockets are open).
+    if (this.sprays.has(peer) || now - (this.lastSpray.get(peer) ?? -Infinity) < BIRTHDAY_RETRY_MS) return;
+    this.lastSpray.set(peer, now);
+    const seconds = Math.min(Math.max(1, durationS), this.opts.direct?.birthdaySeconds ?? BIRTHDAY_SECONDS * 2);
     const budget = Math.min(Math.ceil(this.rate * seconds), PORT_MAX - PORT_MIN + 1);
     this.stats.attempts++;
     const sp: Spray = { ip, tried: new Set(), budget, start: now, sent: 0, timer: undefined };
@@ -173,7 +177,8 @@ export class Birthday<P extends DirectPeer> {
     const sp = this.sprays.get(peer);
     const h = this.hard.get(peer);
     if (!sp && !h) return;
-    this.stats.successes++;
+    // Counted only when probing made the path (not a plain hole punch that won meanwhile).
+    if ((sp && path.sock === 0 && path.ip === sp.ip) || (h && path.sock !== 0 && h.sockets.includes(path.sock))) this.stats.successes++;
     if (sp) this.endSpray(peer, sp, `port ${path.port} answered`);
     if (h) {
       h.done = true;
@@ -192,7 +197,7 @@ export class Birthday<P extends DirectPeer> {
         this.log(`${peer.info.name}: no probe got through in time; the relay stays`);
         this.closeHard(peer, h);
       } else if (!h.punchSent && h.punch) {
-        h.punchSent = this.hooks.disco.send(peer, this.hooks.relay(peer), h.punch);
+        h.punchSent = this.hooks.disco.send(peer, this.hooks.relay(peer), { ...h.punch, durationS: Math.max(1, Math.round((h.until - now) / 1000)) });
       } else if (now - h.lastPing >= HARD_REPING_MS) {
         // Keep the mappings open while the peer probes, and make sure it heard us.
         h.lastPing = now;
@@ -222,6 +227,7 @@ export class Birthday<P extends DirectPeer> {
     if (k !== undefined) this.hooks.closeSock(k);
     this.kept.delete(peer);
     this.lastAttempt.delete(peer);
+    this.lastSpray.delete(peer);
   }
 
   close(): void {

@@ -366,8 +366,14 @@ export class DirectPaths<P extends DirectPeer> {
   punch(peer: P, m: DiscoPunch): void {
     const now = this.opts.clock.now();
     if (peer.paths.isDirect(now) || !this.port) return;
+    // Only ever probe the peer's own public IP (one of its endpoints): a peer must not be able
+    // to aim our probes at a third party.
+    if (!peer.paths.list().some((c) => c.path.ip === m.ip && c.source !== 'learned')) {
+      this.log('info', `direct: ignored a punch from ${peer.info.name} for ${m.ip}, which is not one of its endpoints`);
+      return;
+    }
     if (this.hardNat === true && !this.mapping) {
-      if (!this.opts.direct?.birthdayHardHard) {
+      if (!this.opts.direct?.birthdayHardHard || !m.sprays) {
         this.log('info', `direct: ${peer.info.name} and this node are both behind hard NATs; staying on the relay (--birthday-hard-hard to try)`);
         return;
       }

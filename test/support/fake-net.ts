@@ -12,8 +12,12 @@
  *
  * Every datagram is delivered `latency` ms later through the clock (no re-entrancy); `dropUdp`
  * loses every datagram in flight (the relay still works).
+ *
+ * A host's NAT can also grant port mappings (NAT-PMP/PCP/UPnP, `enablePortMapping`): the mapped
+ * external port reaches the socket from anywhere, and the socket's outbound datagrams leave from
+ * it whatever the destination (a PCP MAP mapping serves outbound traffic too, RFC 6887 §11).
  */
-import type { Clock, TimerHandle, UdpSocket, UdpTransport } from '../../src/engine/types.ts';
+import type { Clock, PortMapping, TimerHandle, UdpSocket, UdpTransport } from '../../src/engine/types.ts';
 import { BINDING, buildBindingSuccess, parseStun } from '../../src/stun/message.ts';
 import { parseIP } from '../../src/netstack/addr.ts';
 import { seededRandom } from './wg-net.ts';
@@ -129,6 +133,10 @@ export class FakeHost implements UdpTransport {
   private readonly byExt = new Map<number, number>();
   /** NAT filter: "extPort|remoteIp|remotePort" the inside sent to. */
   private readonly allowed = new Set<string>();
+  /** Port mappings the NAT granted: local port → external port (no filtering either way). */
+  private readonly mapped = new Map<number, number>();
+  /** Set by `enablePortMapping` (absent: the NAT grants no mappings, as DirectPaths sees it). */
+  portMap?: (localPort: number, onChange: (m: PortMapping | null) => void) => { close(): void };
 
   constructor(
     private readonly net: FakeInternet,
@@ -153,6 +161,37 @@ export class FakeHost implements UdpTransport {
     });
   }
 
+  /**
+   * Makes the NAT grant a port mapping to whoever asks (`portMap`), `delayMs` after the request,
+   * at `ext` (default: a random free external port).
+   */
+  enablePortMapping(delayMs = 0, ext?: number): void {
+    this.portMap = (localPort, onChange) => {
+      let port: number | undefined;
+      const timer = this.net.clock.setTimer(() => {
+        port = ext ?? this.freeExternalPort();
+        this.mapped.set(localPort, port);
+        this.byExt.set(port, localPort);
+        onChange({ ip: this.publicIp, port, protocol: 'pcp' });
+      }, delayMs);
+      return {
+        close: () => {
+          this.net.clock.clearTimer(timer);
+          if (port === undefined) return;
+          this.mapped.delete(localPort);
+          this.byExt.delete(port);
+        },
+      };
+    };
+  }
+
+  private freeExternalPort(): number {
+    let ext;
+    do ext = 1024 + Math.floor(this.net.rand() * (65536 - 1024));
+    while (this.byExt.has(ext));
+    return ext;
+  }
+
   localAddresses(): string[] {
     return [this.nat === 'none' ? this.publicIp : this.privateIp];
   }
@@ -160,11 +199,12 @@ export class FakeHost implements UdpTransport {
   /** Outbound through the NAT: the source port the world sees. */
   outbound(local: number, ip: string, port: number): number {
     if (this.nat === 'none') return local;
+    const m = this.mapped.get(local);
+    if (m !== undefined) return m;
     const k = this.nat === 'easy' ? `${local}` : `${local}|${ip}|${port}`;
     let ext = this.maps.get(k);
     if (ext === undefined) {
-      do ext = 1024 + Math.floor(this.net.rand() * (65536 - 1024));
-      while (this.byExt.has(ext));
+      ext = this.freeExternalPort();
       this.maps.set(k, ext);
       this.byExt.set(ext, local);
     }
@@ -176,8 +216,8 @@ export class FakeHost implements UdpTransport {
   input(port: number, ip: string, sport: number, data: Uint8Array): boolean {
     let local = port;
     if (this.nat !== 'none') {
-      if (!this.allowed.has(`${port}|${ip}|${sport}`)) return false;
       local = this.byExt.get(port) ?? -1;
+      if (this.mapped.get(local) !== port && !this.allowed.has(`${port}|${ip}|${sport}`)) return false;
     }
     const s = this.sockets.get(local);
     if (!s) return false;
