@@ -13,6 +13,44 @@ import { DiscoPrivate, MachinePrivate, NodePrivate, type NodePublic } from '../.
 import { nobleBackend } from '../../src/crypto/noble.ts';
 import { FakeClock, FakeInternet, type FakeHost, type NatKind } from './fake-net.ts';
 import { seededRandom } from './wg-net.ts';
+import { afterEach, beforeEach, vi } from 'vitest';
+
+/**
+ * Math.random from a seeded source (spray ports and the re-STUN jitter use it), so every run
+ * is the same; `vi.restoreAllMocks()` undoes it.
+ */
+export function seedMathRandom(seed: number): void {
+  const r = seededRandom(seed);
+  vi.spyOn(Math, 'random').mockImplementation(() => {
+    const b = r(4);
+    return (((b[0]! << 24) | (b[1]! << 16) | (b[2]! << 8) | b[3]!) >>> 0) / 2 ** 32;
+  });
+}
+
+/** A fresh world (seeded, Math.random too) for every test of the file, stopped after it. */
+export function worldPerTest(set: (w: FakeWorld) => void, seed = 0xb1d): void {
+  let w: FakeWorld | undefined;
+  beforeEach(() => {
+    seedMathRandom(seed);
+    w = new FakeWorld(7);
+    set(w);
+  });
+  afterEach(() => {
+    w?.stop();
+    vi.restoreAllMocks();
+  });
+}
+
+/** Advances `world`'s fake time in `step`s until `cond` holds; the fake time it took. Fails after `maxMs`. */
+export async function advanceUntil(world: FakeWorld, cond: () => boolean, maxMs: number, step = 100, each?: () => void): Promise<number> {
+  const start = world.clock.now();
+  while (!cond()) {
+    if (world.clock.now() - start >= maxMs) throw new Error(`not within ${maxMs} ms of fake time`);
+    each?.();
+    await world.clock.advance(step);
+  }
+  return world.clock.now() - start;
+}
 
 export type TestPeer = DirectPeer;
 

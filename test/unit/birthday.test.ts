@@ -3,12 +3,11 @@
  * internet of direct.test.ts (test/support/fake-net.ts, direct-world.ts): both NATs hard with the
  * opt-in, the spray's rate, a Punch that arrives over UDP, and a port mapping on the hard side.
  */
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { PING_TIMEOUT_MS } from '../../src/paths/paths.ts';
 import { BIRTHDAY_RATE, BIRTHDAY_SOCKETS } from '../../src/engine/birthday.ts';
 import { sealDisco, type DiscoPunch } from '../../src/disco/message.ts';
-import { seededRandom } from '../support/wg-net.ts';
-import { FakeWorld, type DirectNode, type NodeSpec } from '../support/direct-world.ts';
+import { FakeWorld, advanceUntil, worldPerTest, type DirectNode, type NodeSpec } from '../support/direct-world.ts';
 
 const PUBLIC_A: NodeSpec = { nat: 'none', publicIp: '198.18.0.10' };
 const EASY_A: NodeSpec = { nat: 'easy', publicIp: '198.18.1.1', privateIp: '192.168.1.10' };
@@ -16,35 +15,13 @@ const HARD_A: NodeSpec = { nat: 'hard', publicIp: '198.18.3.1', privateIp: '10.3
 const HARD_B: NodeSpec = { nat: 'hard', publicIp: '198.18.4.1', privateIp: '10.4.0.10' };
 
 let world: FakeWorld;
-
-beforeEach(() => {
-  // Spray ports and the re-STUN jitter use Math.random: seeded, so every run is the same.
-  const r = seededRandom(0xb1d);
-  vi.spyOn(Math, 'random').mockImplementation(() => {
-    const b = r(4);
-    return (((b[0]! << 24) | (b[1]! << 16) | (b[2]! << 8) | b[3]!) >>> 0) / 2 ** 32;
-  });
-  world = new FakeWorld(7);
-});
-
-afterEach(() => {
-  world.stop();
-  vi.restoreAllMocks();
-});
+worldPerTest((w) => (world = w));
 
 const now = (): number => world.clock.now();
 const direct = (n: DirectNode): boolean => n.peer.paths.isDirect(now());
 const active = (n: DirectNode) => (): void => n.direct.noteSend(n.peer, now());
 
-/** Advances in `step`s until `cond` holds; fails after `maxMs` of fake time. */
-async function waitFor(cond: () => boolean, maxMs: number, step = 100, each?: () => void): Promise<void> {
-  const start = now();
-  while (!cond()) {
-    if (now() - start >= maxMs) throw new Error(`not within ${maxMs} ms of fake time`);
-    each?.();
-    await world.clock.advance(step);
-  }
-}
+const waitFor = async (cond: () => boolean, maxMs: number, step = 100, each?: () => void): Promise<void> => void (await advanceUntil(world, cond, maxMs, step, each));
 
 /** Runs fake time until `end` in `step`s, calling `each` before every step. */
 async function runUntil(end: number, step: number, each?: () => void): Promise<void> {

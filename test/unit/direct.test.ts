@@ -4,7 +4,7 @@
  * NATs, hole punching with CallMeMaybe, birthday probing through an endpoint-dependent NAT,
  * fallback to the relay and back, and what the UDP socket lets through.
  */
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import fc from 'fast-check';
 import { PING_TIMEOUT_MS, TRUST_MS } from '../../src/paths/paths.ts';
 import { BIRTHDAY_RATE, BIRTHDAY_SECONDS, BIRTHDAY_SOCKETS } from '../../src/engine/birthday.ts';
@@ -13,7 +13,7 @@ import { buildBindingSuccess, encodeStun, ATTR, BINDING } from '../../src/stun/m
 import { DiscoPrivate } from '../../src/key/keys.ts';
 import { parseIP } from '../../src/netstack/addr.ts';
 import { seededRandom } from '../support/wg-net.ts';
-import { FakeWorld, type DirectNode, type NodeSpec } from '../support/direct-world.ts';
+import { FakeWorld, advanceUntil, seedMathRandom, worldPerTest, type DirectNode, type NodeSpec } from '../support/direct-world.ts';
 import type { FakeHost } from '../support/fake-net.ts';
 
 const PUBLIC_A: NodeSpec = { nat: 'none', publicIp: '198.18.0.10' };
@@ -31,37 +31,12 @@ function wgDatagram(fill = 0xab, n = 64): Uint8Array {
 }
 
 let world: FakeWorld;
-let mathRandom = seededRandom(1);
-const seedMath = (seed: number): void => void (mathRandom = seededRandom(seed));
-
-beforeEach(() => {
-  // Birthday probing and the re-STUN jitter use Math.random: seeded, so every run is the same.
-  seedMath(0xb1d);
-  vi.spyOn(Math, 'random').mockImplementation(() => {
-    const b = mathRandom(4);
-    return (((b[0]! << 24) | (b[1]! << 16) | (b[2]! << 8) | b[3]!) >>> 0) / 2 ** 32;
-  });
-  world = new FakeWorld(7);
-});
-
-afterEach(() => {
-  world.stop();
-  vi.restoreAllMocks();
-});
+worldPerTest((w) => (world = w));
 
 const now = (): number => world.clock.now();
 const direct = (n: DirectNode): boolean => n.peer.paths.isDirect(now());
 
-/** Advances in `step`s until `cond` holds; the fake time it took. Fails after `maxMs`. */
-async function waitFor(cond: () => boolean, maxMs: number, step = 100, each?: () => void): Promise<number> {
-  const start = now();
-  while (!cond()) {
-    if (now() - start >= maxMs) throw new Error(`not within ${maxMs} ms of fake time`);
-    each?.();
-    await world.clock.advance(step);
-  }
-  return now() - start;
-}
+const waitFor = (cond: () => boolean, maxMs: number, step = 100, each?: () => void): Promise<number> => advanceUntil(world, cond, maxMs, step, each);
 
 /** Runs `ms` of fake time in `step`s, calling `each` before every step. */
 async function run(ms: number, step: number, each?: () => void): Promise<void> {
@@ -152,7 +127,8 @@ describe('hole punching', () => {
 describe('birthday probing', () => {
   it('easy ↔ hard: the spray finds one of the hard side’s sockets and stops; only that socket stays', async () => {
     // A typical draw: with 256 of 64,512 ports open, the first hit comes after ~250 probes.
-    seedMath(93_324);
+    vi.restoreAllMocks();
+    seedMathRandom(93_324);
     const [a, b] = world.pair(EASY_A, HARD_B);
     await world.start();
     expect(a.direct.hardNat).toBe(false);
