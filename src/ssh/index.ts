@@ -1,0 +1,7 @@
+/** Pierce's SSH client: browser-safe, on noble, over any byte duplex. See docs/ssh.md. */
+export { SshClient, type ConnectOptions, type RunResult } from './client.ts';
+export { SshChannel, type ExitInfo, type PtyOptions } from './channel.ts';
+export { SshTransport, type SshDuplex, type HostKeyVerifier, type TransportOptions } from './transport.ts';
+export { type KeyboardInteractiveHandler, type Prompt } from './auth.ts';
+export { SshEd25519Key, fingerprintSha256, parsePublicKeyLine, ed25519PublicBlob } from './keys.ts';
+export { SshError, type SshErrorCode } from './errors.ts';
