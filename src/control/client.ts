@@ -39,9 +39,9 @@ export interface WebSocketLike {
 }
 export type WebSocketCtor = new (url: string, protocols: string | string[]) => WebSocketLike;
 
-/** Fetches the server's static key from `/key` (to pin on first use). */
-export async function fetchServerKey(baseUrl: string): Promise<MachinePublic> {
-  const res = await fetch(new URL('/key', baseUrl));
+/** Fetches the server's static key from `/key` (to pin on first use); `fetchFn` defaults to the global. */
+export async function fetchServerKey(baseUrl: string, fetchFn: typeof fetch = globalThis.fetch): Promise<MachinePublic> {
+  const res = await fetchFn(new URL('/key', baseUrl));
   if (!res.ok) throw new ControlError('CONTROL_KEY_FETCH', `GET ${baseUrl}/key: HTTP ${res.status}`);
   const body = (await res.json()) as { publicKey?: unknown };
   if (typeof body.publicKey !== 'string') throw new ControlError('CONTROL_KEY_FETCH', `${baseUrl}/key has no publicKey`);

@@ -19,5 +19,6 @@ import { PierceError } from '../errors.ts';
  *   DERP_PING_BUSY            a ping with the same 8 bytes is still outstanding, or too many
  *   DERP_CLOSED               the connection is closed (EOF, close() or an earlier error)
  *   DERP_DEAD                 input fed to a FrameReader after it failed
+ *   DERP_BAD_URL              a relay URL that is not http(s) or ws(s) (src/browser/derp-ws.ts)
  */
 export class DerpError extends PierceError {}
