@@ -42,7 +42,7 @@ import { BOX_NONCE, BOX_OVERHEAD, boxBeforenm, boxOpenAfternm, boxSealAfternm, t
 import { isZero, toHex, wipe } from '../crypto/bytes.ts';
 import { PierceError } from '../errors.ts';
 import { DiscoPublic, NodePublic, type DiscoPrivate } from '../key/keys.ts';
-import { formatIP, isIPv4Mapped, tryParseIP } from '../netstack/addr.ts';
+import { formatIP, hostPort, isIPv4Mapped, tryParseIP } from '../netstack/addr.ts';
 
 /**
  * Disco errors. Codes:
@@ -436,7 +436,7 @@ export function discoSummary(msg: DiscoMessage): string {
 
 /** "1.2.3.4:5" or "[::1]:5". */
 export function formatEndpoint(ep: DiscoEndpoint): string {
-  return ep.ip.includes(':') ? `[${ep.ip}]:${ep.port}` : `${ep.ip}:${ep.port}`;
+  return hostPort(ep.ip, ep.port);
 }
 
 export interface DiscoKeyCacheOptions {

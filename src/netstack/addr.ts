@@ -177,6 +177,12 @@ export function isIPv4Mapped(b: Uint8Array): boolean {
  * the longest run of two or more zero groups replaced by "::" (the first on ties), and
  * IPv4-mapped addresses in mixed notation "::ffff:a.b.c.d" (§5).
  */
+/** "1.2.3.4:80" or "[::1]:80" (an address as text or bytes, and a port). */
+export function hostPort(address: Uint8Array | string, port: number): string {
+  const a = typeof address === 'string' ? address : formatIP(address);
+  return a.includes(':') ? `[${a}]:${port}` : `${a}:${port}`;
+}
+
 export function formatIP(b: Uint8Array): string {
   if (addrBits(b) === 32) return formatIPv4(b, 0);
   if (isIPv4Mapped(b)) return '::ffff:' + formatIPv4(b, 12);

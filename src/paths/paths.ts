@@ -14,6 +14,8 @@
  * drops it. Switching between direct paths needs a clear gain (`betterPath`), so paths don't flap.
  */
 
+import { hostPort } from '../netstack/addr.ts';
+
 export type UdpPath = { kind: 'udp'; ip: string; port: number; /** local socket (0: the main one) */ sock: number };
 export type Path = { kind: 'relay'; region: number } | UdpPath;
 
@@ -28,9 +30,8 @@ export const SESSION_ACTIVE_MS = 45_000;
 /** Candidates learned from pings or CallMeMaybe are forgotten this long after last heard. */
 export const LEARNED_TTL_MS = 45_000;
 
-export function formatAddr(ip: string, port: number): string {
-  return ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`;
-}
+/** "1.2.3.4:5" or "[v6]:5". */
+export const formatAddr = (ip: string, port: number): string => hostPort(ip, port);
 
 export function pathName(p: Path | undefined, regionCode: (id: number) => string): string {
   if (!p) return 'none';

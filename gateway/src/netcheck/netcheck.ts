@@ -15,9 +15,9 @@
  * One socket per family is used for every STUN server, as a node's WireGuard socket would be.
  * Captive portals are not measured yet.
  */
-import { createSocket, type Socket } from 'node:dgram';
+import type { Socket } from 'node:dgram';
 import { performance } from 'node:perf_hooks';
-import { formatIP } from '../../../src/netstack/addr.ts';
+import { formatIP, hostPort } from '../../../src/netstack/addr.ts';
 import type { RelayNode } from '../../../src/control/messages.ts';
 import { chooseHome } from '../../../src/engine/relays.ts';
 import { stunBinding, type StunServerAddress } from '../stun/client.ts';
@@ -26,6 +26,7 @@ import { probeRelay } from '../node/platform.ts';
 import { defaultGateway } from '../portmap/client.ts';
 import { probePortMapping, type PortMapAvailability } from '../portmap/mapper.ts';
 import { checkHairpinning } from './hairpin.ts';
+import { bindSocket } from '../node/udp.ts';
 
 export interface NetcheckOptions {
   /** STUN servers ("host:port"), e.g. the relays' STUN addresses. */
@@ -65,20 +66,12 @@ export interface NetcheckReport {
   durationMs: number;
 }
 
-function endpoint(address: string, port: number): string {
-  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
-}
-
-async function bind(type: 'udp4' | 'udp6'): Promise<Socket | null> {
-  const s = createSocket(type === 'udp6' ? { type, ipv6Only: true } : { type });
-  return new Promise((resolve) => {
-    s.once('error', () => {
-      s.close();
-      resolve(null);
-    });
-    s.bind(0, () => resolve(s));
-  });
-}
+/** A socket of the family, or null when the host has none; later errors (unreachable) are ignored. */
+const bind = (type: 'udp4' | 'udp6'): Promise<Socket | null> =>
+  bindSocket(type, 0).then(
+    (s) => s.on('error', () => {}),
+    () => null,
+  );
 
 export async function netcheck(o: NetcheckOptions): Promise<NetcheckReport> {
   const t0 = performance.now();
@@ -93,11 +86,11 @@ export async function netcheck(o: NetcheckOptions): Promise<NetcheckReport> {
       o.stun.map(async (srv): Promise<StunObservation> => {
         const family = srv.host.includes(':') ? 6 : 4;
         const sock = family === 6 ? s6 : s4;
-        const server = endpoint(srv.host, srv.port);
+        const server = hostPort(srv.host, srv.port);
         if (!sock) return { server, family, mapped: null, rttMs: null };
         try {
           const r = await stunBinding(sock, srv, { timeoutMs, rto: 100 });
-          return { server, family, mapped: endpoint(r.address, r.port), rttMs: r.rtt };
+          return { server, family, mapped: hostPort(r.address, r.port), rttMs: r.rtt };
         } catch {
           return { server, family, mapped: null, rttMs: null };
         }

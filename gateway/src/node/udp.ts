@@ -42,7 +42,8 @@ export function hasIPv4(): boolean {
   return interfaceAddresses().some((a) => !a.includes(':'));
 }
 
-function bindSocket(type: 'udp4' | 'udp6', port: number): Promise<Socket> {
+/** Binds a UDP socket of `type` (IPv6 only for udp6) on `port`; rejects with the bind error. */
+export function bindSocket(type: 'udp4' | 'udp6', port: number): Promise<Socket> {
   const s = createSocket(type === 'udp6' ? { type, ipv6Only: true } : { type });
   return new Promise((resolve, reject) => {
     s.once('error', (e) => {

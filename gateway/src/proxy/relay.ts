@@ -16,7 +16,7 @@
  */
 import { finished, type Duplex } from 'node:stream';
 import { PierceError } from '../../../src/errors.ts';
-import { formatIP } from '../../../src/netstack/addr.ts';
+import { hostPort } from '../../../src/netstack/addr.ts';
 import type { LogLevel } from '../../../src/wg/types.ts';
 import type { TunnelNet } from './tunnel-net.ts';
 
@@ -182,11 +182,7 @@ export class ConnectionSet {
   }
 }
 
-/** "1.2.3.4:80" or "[::1]:80". */
-export function hostPort(address: Uint8Array | string, port: number): string {
-  const a = typeof address === 'string' ? address : formatIP(address);
-  return a.includes(':') ? `[${a}]:${port}` : `${a}:${port}`;
-}
+export { hostPort };
 
 /** Dial error codes that `TunnelNet.connect` documents. */
 const DIAL_CODES = new Set(['ECONNREFUSED', 'ETIMEDOUT', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'EMFILE']);
