@@ -20,7 +20,7 @@ import { PierceError } from '../errors.ts';
 import type { RelayMap } from '../control/messages.ts';
 import type { DiscoEndpoint, DiscoPunch } from '../disco/message.ts';
 import { parseStun, readReflexiveAddress, buildBindingRequest, looksLikeStun } from '../stun/message.ts';
-import { formatIP, tryParseIP } from '../netstack/addr.ts';
+import { formatIP } from '../netstack/addr.ts';
 import { toHex } from '../crypto/bytes.ts';
 import { HEARTBEAT_MS, PING_TIMEOUT_MS, formatAddr, parseAddr, type Candidate, type PeerPaths, type UdpPath } from '../paths/paths.ts';
 import type { DiscoAgent, DiscoPeer } from './disco.ts';
@@ -233,6 +233,7 @@ export class DirectPaths<P extends DirectPeer> {
   }
 
   private stunDone(): void {
+    this.opts.clock.clearTimer(this.timers[3]);
     const seen = [...this.stunSeen.entries()];
     const v4 = seen.filter(([, m]) => !m.startsWith('['));
     const serverIps = new Set(v4.map(([s]) => s.split(':')[0]));
@@ -416,9 +417,4 @@ export class DirectPaths<P extends DirectPeer> {
     for (const s of this.sockets.values()) s.close();
     this.sockets.clear();
   }
-}
-
-/** "1.2.3.4" when `s` is an IP literal (for `--endpoint` checks). */
-export function isIpLiteral(s: string): boolean {
-  return tryParseIP(s) !== null;
 }

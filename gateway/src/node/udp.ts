@@ -12,13 +12,13 @@ import { createSocket, type Socket } from 'node:dgram';
 import { networkInterfaces } from 'node:os';
 import { formatIP, parseIP, tryParseIP } from '../../../src/netstack/addr.ts';
 import { extract, synthesize, type Nat64Prefix } from '../../../src/paths/nat64.ts';
-import type { PortMapping, UdpSocket, UdpTransport } from '../../../src/engine/types.ts';
+import type { UdpSocket, UdpTransport } from '../../../src/engine/types.ts';
 
 /** Socket buffers asked for (Tailscale asks for 7 MiB). */
 export const UDP_BUFFER_BYTES = 4 << 20;
 
 export interface NodeUdpOptions {
-  /** NAT64 prefix to use for IPv4 destinations (only applied when the host has no IPv4). */
+  /** NAT64 prefix for IPv4 destinations: give it only on a host without IPv4 (`hasIPv4`). */
   nat64?: Nat64Prefix;
   /** Port mapping for a local port (gateway/src/portmap); absent: none. */
   portMap?: UdpTransport['portMap'];
@@ -58,7 +58,7 @@ export function bindSocket(type: 'udp4' | 'udp6', port: number): Promise<Socket>
 }
 
 export function nodeUdp(o: NodeUdpOptions = {}): UdpTransport {
-  const nat64 = o.nat64 && !hasIPv4() ? o.nat64 : undefined;
+  const nat64 = o.nat64;
   const toWire = (ip: string): string => {
     if (!nat64 || ip.includes(':')) return ip;
     return formatIP(synthesize(nat64, parseIP(ip)));
@@ -115,14 +115,12 @@ export function nodeUdp(o: NodeUdpOptions = {}): UdpTransport {
   };
 }
 
-/** Rewrites an http(s) URL whose host is an IPv4 literal to the NAT64 address (no IPv4 here). */
+/** Rewrites an http(s) URL whose host is an IPv4 literal to its NAT64 address. */
 export function nat64Url(url: string, nat64: Nat64Prefix | undefined): string {
-  if (!nat64 || hasIPv4()) return url;
+  if (!nat64) return url;
   const u = new URL(url);
   const raw = tryParseIP(u.hostname);
   if (!raw || raw.length !== 4) return url;
   u.hostname = `[${formatIP(synthesize(nat64, raw))}]`;
   return u.toString().replace(/\/$/, url.endsWith('/') ? '/' : '');
 }
-
-export type { PortMapping };
