@@ -206,14 +206,7 @@ export function encodeNatPmpExternalAddressResponse(res: { result: number; epoch
 }
 
 /** Mapping response (§3.3), for test gateways. */
-export function encodeNatPmpMappingResponse(res: {
-  protocol: NatPmpProtocol;
-  result: number;
-  epoch: number;
-  internalPort: number;
-  externalPort: number;
-  lifetime: number;
-}): Uint8Array {
+export function encodeNatPmpMappingResponse(res: Omit<Extract<NatPmpResponse, { kind: 'mapping' }>, 'kind'>): Uint8Array {
   const op = mapOpcode(res.protocol);
   checkUint('result', res.result, 16);
   checkUint('epoch', res.epoch, 32);
