@@ -20,6 +20,7 @@ import { PierceError } from '../errors.ts';
 import { PeerPaths, pathName, formatAddr, type Path } from '../paths/paths.ts';
 import { ControlLoop } from './control-loop.ts';
 import { InboundFilter } from './filter.ts';
+import { buildIcmpError, ICMPV4_ADMIN_PROHIBITED, ICMPV4_DEST_UNREACH, ICMPV6_ADMIN_PROHIBITED, ICMPV6_DEST_UNREACH } from '../netstack/icmp-error.ts';
 import { RelaySet } from './relays.ts';
 import { DiscoAgent, type PingResult, type Via } from './disco.ts';
 import { DirectPaths, type DirectPeer } from './direct.ts';
@@ -37,6 +38,9 @@ interface MeshPeer extends DirectPeer {
   ep: PeerEndpoint;
 }
 
+/** Policy-denied SYNs answered with ICMP per second (more are dropped silently). */
+const REJECTS_PER_SECOND = 10;
+
 export class Engine {
   readonly filter = new InboundFilter();
   readonly device: Device<PeerEndpoint>;
@@ -50,6 +54,8 @@ export class Engine {
   private readonly endpoints = new Map<string, PeerEndpoint>();
   private readonly byDisco = new Map<string, MeshPeer>();
   private timer: TimerHandle;
+  private rejectWindow = -Infinity;
+  private rejectsInWindow = 0;
   private timerAt = Infinity;
   private relayDeadline = Infinity;
   private stopped = false;
@@ -214,8 +220,27 @@ export class Engine {
 
   private deliver(packet: Uint8Array): void {
     if (!this.stack) return;
-    if (!this.filter.allow(packet, this.now())) return;
-    this.stack.input(packet);
+    const v = this.filter.check(packet, this.now());
+    if (v === 'pass') this.stack.input(packet);
+    else if (v === 'reject') this.rejectSyn(packet);
+  }
+
+  /**
+   * Answers a SYN the policy denies with ICMP "communication administratively prohibited"
+   * (ICMPv4 3/13, ICMPv6 1/1), at most REJECTS_PER_SECOND a second, so the peer's client
+   * reports the policy at once. Tailscale drops silently; the answer tells the peer only what
+   * its own netmap already shows (that we exist), and a denied SYN still never reaches a socket.
+   */
+  private rejectSyn(packet: Uint8Array): void {
+    const now = this.now();
+    if (now - this.rejectWindow >= 1000) {
+      this.rejectWindow = now;
+      this.rejectsInWindow = 0;
+    }
+    if (++this.rejectsInWindow > REJECTS_PER_SECOND) return;
+    const v6 = packet[0]! >> 4 === 6;
+    const icmp = buildIcmpError(packet, v6 ? ICMPV6_DEST_UNREACH : ICMPV4_DEST_UNREACH, v6 ? ICMPV6_ADMIN_PROHIBITED : ICMPV4_ADMIN_PROHIBITED);
+    if (icmp) this.device.send(icmp, now);
   }
 
   // ---- timers ----

@@ -80,6 +80,8 @@ function flowKey(a: Uint8Array, ap: number, b: Uint8Array, bp: number): string {
   return `${a.join('.')}|${ap}|${b.join('.')}|${bp}`;
 }
 
+export type Verdict = 'pass' | 'drop' | 'reject';
+
 export class InboundFilter {
   private match: Matcher = () => false;
   private readonly flows = new Map<string, number>();
@@ -102,6 +104,15 @@ export class InboundFilter {
 
   /** Whether an inbound packet may be delivered; a refusal is counted under its reason. */
   allow(p: Uint8Array, now: number): boolean {
+    return this.check(p, now) === 'pass';
+  }
+
+  /**
+   * Like `allow`, but tells apart a TCP SYN the policy denies ('reject'): the engine answers it
+   * with ICMP "administratively prohibited" so the client fails at once with a clear reason
+   * instead of retrying its SYN until it times out. Everything else refused is 'drop'.
+   */
+  check(p: Uint8Array, now: number): Verdict {
     const t = packetTuple(p);
     if (!t) return this.drop('malformed');
     if (t.extra === -1) return this.drop('fragment');
@@ -112,16 +123,18 @@ export class InboundFilter {
       const exp = this.flows.get(flowKey(t.src, t.sport, t.dst, t.dport));
       if (exp !== undefined && exp > now) return this.pass();
     }
-    return this.match(t.src, t.dst, t.proto, t.dport) ? this.pass() : this.drop('filter');
+    if (this.match(t.src, t.dst, t.proto, t.dport)) return this.pass();
+    this.drop('filter');
+    return t.proto === TCP ? 'reject' : 'drop';
   }
 
-  private pass(): true {
+  private pass(): 'pass' {
     this.accepted++;
-    return true;
+    return 'pass';
   }
 
-  private drop(reason: string): false {
+  private drop(reason: string): 'drop' {
     this.dropped[reason] = (this.dropped[reason] ?? 0) + 1;
-    return false;
+    return 'drop';
   }
 }

@@ -6,6 +6,7 @@ import { PierceError } from '../errors.ts';
  *   ECONNRESET    the peer reset an established connection
  *   ETIMEDOUT     no answer: SYN retries, data retries or keepalive probes ran out
  *   EHOSTUNREACH  ICMP host/port unreachable for an established connection
+ *   EACCES        ICMP "communication administratively prohibited" (a packet filter refused the SYN)
  *   EPIPE         write after end()
  *   ECONNABORTED  aborted locally (abort(), or the stack shut down)
  *   EADDRINUSE    listen or bind on a port already taken

@@ -92,6 +92,12 @@ export interface IcmpError {
    * destination port, the error a TCP connect maps to ECONNREFUSED.
    */
   portUnreachable: boolean;
+  /**
+   * True for "communication administratively prohibited" (ICMPv4 3/13, RFC 1812 §5.2.7.1;
+   * ICMPv6 1/1): a packet filter refused the packet. A Pierce node sends it for a SYN its
+   * policy denies, so a client can say "the policy does not allow this" instead of timing out.
+   */
+  adminProhibited: boolean;
   /** The host or router that sent the error (the outer source address). */
   from: Uint8Array;
   /**
@@ -313,7 +319,11 @@ export function parseIcmpError(packet: Uint8Array): IcmpError | null {
     ip.version === 4
       ? type === ICMPV4_DEST_UNREACH && code === ICMPV4_PORT_UNREACH
       : type === ICMPV6_DEST_UNREACH && code === ICMPV6_PORT_UNREACH;
-  const e: IcmpError = { version: ip.version, type, code, portUnreachable, from: ip.src, quoted };
+  const adminProhibited =
+    ip.version === 4
+      ? type === ICMPV4_DEST_UNREACH && code === ICMPV4_ADMIN_PROHIBITED
+      : type === ICMPV6_DEST_UNREACH && code === ICMPV6_ADMIN_PROHIBITED;
+  const e: IcmpError = { version: ip.version, type, code, portUnreachable, adminProhibited, from: ip.src, quoted };
   if (mtu !== undefined) e.mtu = mtu;
   return e;
 }

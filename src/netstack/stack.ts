@@ -177,7 +177,8 @@ export class Stack {
     const q = err.quoted;
     if (q.protocol === IPPROTO_TCP) {
       const c = this.conns.get(tupleKey(q.src, q.srcPort, q.dst, q.dstPort));
-      c?.icmpError(err.portUnreachable ? 'ECONNREFUSED' : 'EHOSTUNREACH', `ICMP ${err.portUnreachable ? 'port' : 'destination'} unreachable from ${formatIP(q.dst)}`);
+      if (err.adminProhibited) c?.icmpError('EACCES', `${formatIP(q.dst)} port ${q.dstPort}: administratively prohibited (a packet filter refused the connection)`);
+      else c?.icmpError(err.portUnreachable ? 'ECONNREFUSED' : 'EHOSTUNREACH', `ICMP ${err.portUnreachable ? 'port' : 'destination'} unreachable from ${formatIP(q.dst)}`);
     } else if (q.protocol === IPPROTO_UDP) {
       for (const s of this.udp.get(q.srcPort) ?? []) s.icmpError(q.dst, q.dstPort, err.portUnreachable);
     }

@@ -42,6 +42,11 @@ describe('inbound filter', () => {
     expect(f.allow(v4(B, A, 6, l4(40000, 23, SYN)), 0)).toBe(false);
     expect(f.allow(v4(C, A, 6, l4(40000, 22, SYN)), 0)).toBe(false);
     expect(f.dropped).toEqual({ filter: 2 });
+    // A denied SYN is 'reject' (the engine answers ICMP administratively prohibited); a denied
+    // UDP datagram or ICMP echo is only dropped.
+    expect(f.check(v4(B, A, 6, l4(40000, 23, SYN)), 0)).toBe('reject');
+    expect(f.check(v4(B, A, 17, l4(40000, 23, 0, 8)), 0)).toBe('drop');
+    expect(f.check(v4(B, A, 6, l4(40000, 22, SYN)), 0)).toBe('pass');
   });
 
   it('lets in the rest of TCP connections (SYN-ACK, ACK, FIN): they answer a SYN one side sent', () => {

@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import { StackPair, concat, payload } from '../support/stack-pair.ts';
 import { buildEchoRequest, parseEchoReply } from '../../src/netstack/icmp.ts';
 import { buildUdpPacket } from '../../src/netstack/udp.ts';
-import { parseIcmpError } from '../../src/netstack/icmp-error.ts';
+import { buildIcmpError, ICMPV4_ADMIN_PROHIBITED, ICMPV4_DEST_UNREACH, ICMPV6_ADMIN_PROHIBITED, ICMPV6_DEST_UNREACH, parseIcmpError } from '../../src/netstack/icmp-error.ts';
 import { parseIP } from '../../src/netstack/addr.ts';
 import { buildTcpPacket, SYN } from '../../src/netstack/tcp/segment.ts';
 import { toHex } from '../../src/crypto/bytes.ts';
@@ -30,6 +30,32 @@ describe('ICMP', () => {
       expect(p.wire.filter((w) => w.from === 'b')).toHaveLength(1);
       expect(p.b.counters.dropped['NOT_LOCAL']).toBe(1);
       void out;
+    });
+  }
+});
+
+describe('ICMP administratively prohibited (a peer\'s policy refused the SYN)', () => {
+  for (const v6 of [false, true]) {
+    it(`fails the connect at once with EACCES, not a SYN timeout (IPv${v6 ? 6 : 4})`, () => {
+      const p = new StackPair({}, { v6 });
+      // b's "policy" refuses every SYN to port 22 and answers as a Pierce node does.
+      const answers: Uint8Array[] = [];
+      p.filter = (from, packet) => {
+        if (from !== 'a' || packet[v6 ? 6 : 9] !== 6) return true;
+        const icmp = buildIcmpError(packet, v6 ? ICMPV6_DEST_UNREACH : ICMPV4_DEST_UNREACH, v6 ? ICMPV6_ADMIN_PROHIBITED : ICMPV4_ADMIN_PROHIBITED);
+        expect(parseIcmpError(icmp!)?.adminProhibited).toBe(true);
+        answers.push(icmp!);
+        return false;
+      };
+      const c = p.a.connect({ address: p.addrB, port: 22 });
+      const errors: string[] = [];
+      c.on('error', (e) => errors.push(e.code));
+      p.run(10);
+      expect(answers).toHaveLength(1);
+      p.inject('a', answers[0]!);
+      p.run(20);
+      expect(errors, JSON.stringify(p.a.counters.dropped)).toEqual(["EACCES"]);
+      expect(c.state).toBe('CLOSED');
     });
   }
 });

@@ -185,7 +185,7 @@ export class ConnectionSet {
 export { hostPort };
 
 /** Dial error codes that `TunnelNet.connect` documents. */
-const DIAL_CODES = new Set(['ECONNREFUSED', 'ETIMEDOUT', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'EMFILE']);
+const DIAL_CODES = new Set(['EACCES', 'ECONNREFUSED', 'ETIMEDOUT', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'EMFILE']);
 
 function asDialError(e: unknown, where: string): PierceError {
   if (e instanceof PierceError) return e;

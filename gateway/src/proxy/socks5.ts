@@ -185,6 +185,8 @@ export function replyForDialError(code: string): number {
       return REP_HOST_UNREACHABLE;
     case 'ENETUNREACH':
       return REP_NETWORK_UNREACHABLE;
+    case 'EACCES':
+      return REP_NOT_ALLOWED;
     default:
       return REP_GENERAL_FAILURE;
   }

@@ -13,11 +13,11 @@
 import type { Duplex } from 'node:stream';
 
 /** The codes `TunnelNet.connect` rejects with (as `PierceError.code`). */
-export type TunnelDialErrorCode = 'ECONNREFUSED' | 'ETIMEDOUT' | 'ECONNRESET' | 'EHOSTUNREACH' | 'ENETUNREACH' | 'EMFILE';
+export type TunnelDialErrorCode = 'EACCES' | 'ECONNREFUSED' | 'ETIMEDOUT' | 'ECONNRESET' | 'EHOSTUNREACH' | 'ENETUNREACH' | 'EMFILE';
 
 export interface TunnelNet {
   /** Opens a TCP connection through the tunnel. Rejects with a PierceError whose code is one of
-   *  'ECONNREFUSED' | 'ETIMEDOUT' | 'ECONNRESET' | 'EHOSTUNREACH' | 'ENETUNREACH' | 'EMFILE'. */
+   *  'EACCES' (the peer's policy refused it) | 'ECONNREFUSED' | 'ETIMEDOUT' | 'ECONNRESET' | 'EHOSTUNREACH' | 'ENETUNREACH' | 'EMFILE'. */
   connect(address: Uint8Array, port: number, opts?: { signal?: AbortSignal }): Promise<Duplex>;
   /** Accepts tunnel-side TCP connections to our own tunnel address on `port`. */
   listen(port: number, onConnection: (socket: Duplex, info: { remoteAddress: string; remotePort: number }) => void): { close(): void };

@@ -695,7 +695,7 @@ export class TcpConnection extends TcpBase {
   }
 
   /** An ICMP error about this connection (RFC 1122 §4.2.3.9): fatal only before it is up. */
-  icmpError(code: 'EHOSTUNREACH' | 'ECONNREFUSED', message: string): void {
+  icmpError(code: 'EHOSTUNREACH' | 'ECONNREFUSED' | 'EACCES', message: string): void {
     if (this.state === 'SYN-SENT' || this.state === 'SYN-RECEIVED') {
       this.step(() => this.terminate(new SocketError(code, message)));
     }
