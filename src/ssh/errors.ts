@@ -13,6 +13,10 @@ export type SshErrorCode =
   | 'SSH_KEX'
   /** The verifyHostKey callback refused the server's host key. */
   | 'SSH_HOSTKEY_REJECTED'
+  /** KnownHosts: the server's host key differs from the one on record (possible MITM). */
+  | 'SSH_HOSTKEY_MISMATCH'
+  /** KnownHosts: the stored record for a host cannot be read. */
+  | 'SSH_KNOWN_HOSTS_CORRUPT'
   /** Every offered authentication method failed. */
   | 'SSH_AUTH_FAILED'
   /** The server sent SSH_MSG_DISCONNECT. */

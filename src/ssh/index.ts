@@ -4,4 +4,5 @@ export { SshChannel, type ExitInfo, type PtyOptions } from './channel.ts';
 export { SshTransport, type SshDuplex, type HostKeyVerifier, type TransportOptions } from './transport.ts';
 export { type KeyboardInteractiveHandler, type Prompt } from './auth.ts';
 export { SshEd25519Key, fingerprintSha256, parsePublicKeyLine, ed25519PublicBlob } from './keys.ts';
+export { KnownHosts, memoryStore, knownHostsName, type KeyValueStore, type HostKeyCheck, type KnownHostEntry } from './known-hosts.ts';
 export { SshError, type SshErrorCode } from './errors.ts';

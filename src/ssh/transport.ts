@@ -306,7 +306,12 @@ export class SshTransport {
         this.hostKey = hostKey;
         this.sendNewKeys(kex, h);
       },
-      (e: unknown) => this.fail(new SshError('SSH_HOSTKEY_REJECTED', `verifyHostKey threw: ${(e as Error)?.message ?? e}`, { cause: e })),
+      (e: unknown) => {
+        if (this.closedWith || this.kex !== kex) return;
+        // An SshError from the verifier (e.g. KnownHosts' SSH_HOSTKEY_MISMATCH) is what connect() rejects with.
+        const err = e instanceof SshError ? e : new SshError('SSH_HOSTKEY_REJECTED', `verifyHostKey threw: ${(e as Error)?.message ?? e}`, { cause: e });
+        this.fail(err, true, DISCONNECT_HOST_KEY_NOT_VERIFIABLE);
+      },
     );
   }
 
@@ -352,6 +357,7 @@ function reasonFor(err: SshError): number {
     case 'SSH_MAC':
       return DISCONNECT_MAC_ERROR;
     case 'SSH_HOSTKEY_REJECTED':
+    case 'SSH_HOSTKEY_MISMATCH':
       return DISCONNECT_HOST_KEY_NOT_VERIFIABLE;
     case 'SSH_CLOSED':
       return DISCONNECT_BY_APPLICATION;

@@ -39,6 +39,7 @@
  *   tools.ts         requireTools / toolProblems for OpenSSH, iperf3, curl, nft, python3
  *   files.ts         writeRandomFile, sha256File, fileSize, tempPath
  *   sshd.ts          makeSshKeys, startSshd (sshd -D -e in a namespace), sshExec, scp
+ *   users.ts         createUser / removeUser: local accounts with a password (plabu-<pid>-<n>)
  *   probe.ts         tcpProbe / udpProbe: python3 sockets (RST → refused, ICMP unreachable)
  *   relay.ts         startLossyRelay: lossy-relay.mjs (UDP loss, reordering, duplication)
  *   nft.ts           addUdpLoss: nftables `numgen random mod 100 < N drop` with counters
@@ -105,6 +106,7 @@ export {
   type Sshd,
   type SshdOptions,
 } from './lab/sshd.ts';
+export { createUser, removeAllUsers, removeUser } from './lab/users.ts';
 export { tcpProbe, udpProbe, type ConnectResult, type ReadResult, type TcpProbe, type UdpProbe, type UdpResult } from './lab/probe.ts';
 export {
   LOSSY_RELAY_MJS,

@@ -6,16 +6,31 @@
  * The client runs here, in the test process; its byte duplex is a child's stdin/stdout, and the
  * child (a few lines of node) connects to sshd on A's loopback. Two sshd configs: the lab's
  * stock one (OpenSSH default algorithms), and a hardened one with only curve25519-sha256,
- * ssh-ed25519 and chacha20-poly1305@openssh.com. Never skipped: without root every test fails
- * saying what to install.
+ * ssh-ed25519 and chacha20-poly1305@openssh.com. Then password and keyboard-interactive logins
+ * of a local user made for the run (sshd with UsePAM yes), and KnownHosts (trust on first use)
+ * against an sshd whose host key changes. Never skipped: without root every test fails saying
+ * what to install.
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { SshClient, SshEd25519Key, SshError, fingerprintSha256, parsePublicKeyLine, type ConnectOptions, type SshDuplex } from '../../src/ssh/index.ts';
+import { randomBytes } from 'node:crypto';
+import {
+  KnownHosts,
+  SshClient,
+  SshEd25519Key,
+  SshError,
+  fingerprintSha256,
+  memoryStore,
+  parsePublicKeyLine,
+  type ConnectOptions,
+  type Prompt,
+  type SshDuplex,
+} from '../../src/ssh/index.ts';
 import {
   cleanupAll,
   createNamespacePair,
+  createUser,
   labProblems,
   makeSshKeys,
   requireLab,
@@ -254,4 +269,163 @@ describe.each([
     expect((err2 as SshError).code, String(err2)).toBe('SSH_AUTH_FAILED');
     expect(String((err2 as Error).message)).toContain('password');
   }, 30_000);
+});
+
+describe('SSH client vs OpenSSH sshd: password and keyboard-interactive through PAM; known hosts', () => {
+  let ns: string;
+  let keys: SshKeys;
+  let sshd: Sshd;
+  let username = '';
+  // No ':' (chpasswd) and nothing a shell would mangle; fresh per run.
+  const password = `Pw-${randomBytes(12).toString('base64url')}`;
+  const rootKey = SshEd25519Key.generate();
+  const port = 2230;
+  let hostFingerprint = '';
+
+  beforeAll(async () => {
+    if (labProblems().length > 0) return;
+    const pair = await createNamespacePair();
+    ns = pair.a.name;
+    const made = await makeSshKeys();
+    const authorizedKeys = tempPath('authorized_keys');
+    writeFileSync(authorizedKeys, `${rootKey.authorizedKeysLine('pierce-test')}\n`, { mode: 0o600 });
+    keys = { ...made, authorizedKeys };
+    username = await createUser(password);
+    sshd = await startSshd({
+      ns,
+      address: '127.0.0.1',
+      port,
+      keys,
+      usePam: true,
+      // The lab's globals say no to both (first value wins); the test user gets them back.
+      extraConfig: [`Match User ${username}`, '  PasswordAuthentication yes', '  KbdInteractiveAuthentication yes'],
+    });
+    hostFingerprint = fingerprintSha256(parsePublicKeyLine(readFileSync(`${keys.hostKey}.pub`, 'utf8')).blob);
+  }, 60_000);
+  beforeEach(requireLab);
+  afterEach(async () => {
+    for (const p of relays) p.kill('SIGKILL');
+  });
+  afterAll(async () => {
+    if (sshd) await sshd.stop();
+    await cleanupAll(); // namespaces, temp files and the user
+  }, 60_000);
+
+  function options(o: Partial<ConnectOptions>): ConnectOptions {
+    return { username, verifyHostKey: (_b, fp) => fp === hostFingerprint, timeoutMs: 20_000, requestTimeoutMs: 15_000, ...o };
+  }
+
+  it('password auth of a local user succeeds; the session runs as that user', async () => {
+    const ssh = await SshClient.connect(nsDuplex(ns, port), options({ password }));
+    try {
+      expect(ssh.method).toBe('password');
+      const res = await withTimeout(ssh.run('id -un; echo "$HOME"'), 15_000, 'exec');
+      expect(dec.decode(res.stdout)).toBe(`${username}\n/home/${username}\n`);
+      expect(res.exitStatus).toBe(0);
+      expect(sshd.accepted().join('\n'), sshd.log()).toMatch(new RegExp(`Accepted password for ${username} `));
+    } finally {
+      ssh.close();
+    }
+  }, 40_000);
+
+  it('keyboard-interactive auth (PAM asks for the password, the handler answers) succeeds', async () => {
+    const rounds: Array<{ name: string; instruction: string; prompts: Prompt[] }> = [];
+    const ssh = await SshClient.connect(
+      nsDuplex(ns, port),
+      options({
+        onKeyboardInteractive: (name, instruction, prompts) => {
+          rounds.push({ name, instruction, prompts });
+          return prompts.map(() => password);
+        },
+      }),
+    );
+    try {
+      expect(ssh.method).toBe('keyboard-interactive');
+      // PAM's pam_unix: one round, one hidden "Password: " prompt.
+      expect(rounds.length).toBeGreaterThanOrEqual(1);
+      const prompts = rounds.flatMap((r) => r.prompts);
+      expect(prompts.length).toBeGreaterThanOrEqual(1);
+      expect(prompts[0]!.prompt).toMatch(/password/i);
+      expect(prompts[0]!.echo).toBe(false);
+      const res = await withTimeout(ssh.run('id -un'), 15_000, 'exec');
+      expect(dec.decode(res.stdout)).toBe(`${username}\n`);
+      expect(sshd.accepted().join('\n'), sshd.log()).toMatch(new RegExp(`Accepted keyboard-interactive/pam for ${username} `));
+    } finally {
+      ssh.close();
+    }
+  }, 40_000);
+
+  it('a wrong password (password, then keyboard-interactive with it) and a wrong keyboard-interactive answer fail with SSH_AUTH_FAILED', async () => {
+    const err = await SshClient.connect(nsDuplex(ns, port), options({ password: `${password}x` })).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(SshError);
+    expect((err as SshError).code, String(err)).toBe('SSH_AUTH_FAILED');
+    expect((err as Error).message).toContain('password, keyboard-interactive');
+    let asked = 0;
+    const err2 = await SshClient.connect(
+      nsDuplex(ns, port),
+      options({
+        onKeyboardInteractive: (_n, _i, prompts) => {
+          asked++;
+          return prompts.map(() => 'not-the-password');
+        },
+      }),
+    ).catch((e: unknown) => e);
+    expect((err2 as SshError).code, String(err2)).toBe('SSH_AUTH_FAILED');
+    expect(asked).toBeGreaterThanOrEqual(1);
+    expect(sshd.accepted()).toHaveLength(2); // the two successful logins above only
+    expect(sshd.log()).toMatch(new RegExp(`Failed password for ${username} `));
+  }, 60_000);
+
+  it('KnownHosts: first connect remembers the host key, the second matches, a restarted sshd with a new host key is refused with SSH_HOSTKEY_MISMATCH', async () => {
+    const port2 = port + 1;
+    const kh = new KnownHosts(memoryStore());
+    const news: string[] = [];
+    const connectRoot = (): Promise<SshClient> =>
+      SshClient.connect(nsDuplex(ns, port2), {
+        username: 'root',
+        privateKey: rootKey,
+        verifyHostKey: kh.verifier('127.0.0.1', port2, (fp) => news.push(fp)),
+        timeoutMs: 20_000,
+        requestTimeoutMs: 15_000,
+      });
+    const first = await makeSshKeys();
+    let server: Sshd | undefined = await startSshd({ ns, address: '127.0.0.1', port: port2, keys: { ...first, authorizedKeys: keys.authorizedKeys } });
+    try {
+      const fp1 = fingerprintSha256(parsePublicKeyLine(readFileSync(`${first.hostKey}.pub`, 'utf8')).blob);
+      const c1 = await connectRoot();
+      expect(dec.decode((await withTimeout(c1.run('echo one'), 15_000, 'exec 1')).stdout)).toBe('one\n');
+      c1.close();
+      expect(news).toEqual([fp1]);
+      expect(await kh.list()).toMatchObject([{ host: '127.0.0.1', port: port2, keyType: 'ssh-ed25519', fingerprint: fp1 }]);
+
+      const c2 = await connectRoot();
+      expect(dec.decode((await withTimeout(c2.run('echo two'), 15_000, 'exec 2')).stdout)).toBe('two\n');
+      c2.close();
+      expect(news).toEqual([fp1]); // a match is not new
+
+      // Same address and port, a re-installed host: new host key.
+      await server.stop();
+      server = undefined;
+      const second = await makeSshKeys();
+      server = await startSshd({ ns, address: '127.0.0.1', port: port2, keys: { ...second, authorizedKeys: keys.authorizedKeys } });
+      const fp2 = fingerprintSha256(parsePublicKeyLine(readFileSync(`${second.hostKey}.pub`, 'utf8')).blob);
+      const err = await connectRoot().catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(SshError);
+      expect((err as SshError).code, String(err)).toBe('SSH_HOSTKEY_MISMATCH');
+      expect((err as Error).message).toContain('[127.0.0.1]:2231');
+      expect((err as Error).message).toContain(fp1);
+      expect((err as Error).message).toContain(fp2);
+      expect(server.accepted(), server.log()).toHaveLength(0);
+      expect((await kh.list())[0]?.fingerprint).toBe(fp1); // the record is unchanged
+
+      // Forgetting the old key trusts the new one on first use again.
+      await kh.forget('127.0.0.1', port2);
+      const c3 = await connectRoot();
+      c3.close();
+      expect(news).toEqual([fp1, fp2]);
+      expect(server.accepted()).toHaveLength(1);
+    } finally {
+      await server?.stop();
+    }
+  }, 60_000);
 });

@@ -4,6 +4,7 @@
  */
 import { deleteNamespace } from './netns.ts';
 import { children, namespaces, removeOwnWgSockets, removeTempDir } from './registry.ts';
+import { removeAllUsers } from './users.ts';
 
 /** Kills every child still running (SIGTERM, then SIGKILL); namespaces stay. For afterEach. */
 export async function cleanupChildren(): Promise<void> {
@@ -11,10 +12,11 @@ export async function cleanupChildren(): Promise<void> {
   removeOwnWgSockets(false);
 }
 
-/** Kills all children, kills processes inside our namespaces, deletes them, removes temp files. */
+/** Kills all children, kills processes inside our namespaces, deletes them, removes temp files and users made by createUser. */
 export async function cleanupAll(): Promise<void> {
   await Promise.all([...children].map((c) => c.kill()));
   for (const ns of [...namespaces]) await deleteNamespace(ns);
   removeOwnWgSockets(true);
   removeTempDir();
+  await removeAllUsers();
 }

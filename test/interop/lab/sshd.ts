@@ -4,7 +4,7 @@
  * touch ~/.ssh or prompt.
  *
  * The sshd config allows root with a public key only (PermitRootLogin prohibit-password), no
- * PAM, StrictModes off (keys live in the lab's temp dir), sftp served in-process (scp of
+ * PAM unless `usePam` (needed for keyboard-interactive; Debian's /etc/pam.d/sshd), StrictModes off (keys live in the lab's temp dir), sftp served in-process (scp of
  * OpenSSH ≥ 9 speaks sftp).
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -42,8 +42,10 @@ export interface SshdOptions {
   /** Default 22. */
   port?: number;
   keys: SshKeys;
-  /** Extra sshd_config lines. */
+  /** Extra sshd_config lines (for most keywords sshd keeps the first value: override in a Match block). */
   extraConfig?: string[];
+  /** `UsePAM yes` (password and keyboard-interactive through PAM); default no. */
+  usePam?: boolean;
   /** How long to wait for "Server listening"; default 10 s. */
   timeoutMs?: number;
 }
@@ -61,6 +63,8 @@ export interface Sshd {
   log(): string;
   /** Lines of sshd's log saying a public key login was accepted. */
   acceptedLogins(): string[];
+  /** Lines of sshd's log `Accepted <method> for <user> …` (any method, any user). */
+  accepted(): string[];
   stop(): Promise<void>;
 }
 
@@ -100,7 +104,7 @@ export async function startSshd(o: SshdOptions): Promise<Sshd> {
       'PubkeyAuthentication yes',
       'PasswordAuthentication no',
       'KbdInteractiveAuthentication no',
-      'UsePAM no',
+      `UsePAM ${o.usePam ? 'yes' : 'no'}`,
       'StrictModes no',
       'PidFile none',
       'PrintMotd no',
@@ -139,6 +143,7 @@ export async function startSshd(o: SshdOptions): Promise<Sshd> {
     process: proc,
     log: () => `[sshd ${listen} log]\n${log()}`,
     acceptedLogins: () => log().split('\n').filter((l) => /Accepted publickey for root/.test(l)),
+    accepted: () => log().split('\n').filter((l) => /Accepted \S+ for /.test(l)),
     stop: async () => void (await proc.kill()),
   };
 }
