@@ -40,6 +40,12 @@ interface MeshPeer extends DirectPeer {
 
 /** Policy-denied SYNs answered with ICMP per second (more are dropped silently). */
 const REJECTS_PER_SECOND = 10;
+/**
+ * No UDP socket at start (e.g. a browser's lease gateway is down or does not know us yet): try
+ * again after 30 s, doubling to 5 min, until one binds or the engine stops.
+ */
+const DIRECT_RETRY_MS = 30_000;
+const DIRECT_RETRY_MAX_MS = 300_000;
 
 export class Engine {
   readonly filter = new InboundFilter();
@@ -59,6 +65,7 @@ export class Engine {
   private timerAt = Infinity;
   private relayDeadline = Infinity;
   private stopped = false;
+  private directRetry: TimerHandle | undefined;
   private readonly runningWaiters: (() => void)[] = [];
   readonly mtu: number;
 
@@ -110,7 +117,19 @@ export class Engine {
   /** Starts talking to control; resolves at once (watch `status()` or `whenRunning()`). */
   start(): void {
     void this.control.run();
-    this.direct?.start().catch((e: Error) => this.opts.log?.('warn', `direct paths disabled: ${e.message}`));
+    this.startDirect(0);
+  }
+
+  private startDirect(attempt: number): void {
+    this.direct?.start().catch((e: Error) => {
+      if (this.stopped) return;
+      const delay = Math.min(DIRECT_RETRY_MAX_MS, DIRECT_RETRY_MS * 2 ** attempt);
+      this.opts.log?.('warn', `direct paths disabled: ${e.message} (trying again in ${delay / 1000} s)`);
+      this.directRetry = this.opts.clock.setTimer(() => {
+        this.directRetry = undefined;
+        if (!this.stopped) this.startDirect(attempt + 1);
+      }, delay);
+    });
   }
 
   /** Resolves when the first map has been applied. */
@@ -349,6 +368,7 @@ export class Engine {
     if (this.stopped) return;
     this.stopped = true;
     if (this.timer !== undefined) this.opts.clock.clearTimer(this.timer);
+    if (this.directRetry !== undefined) this.opts.clock.clearTimer(this.directRetry);
     this.control.stop();
     this.relays.close();
     this.direct?.stop();

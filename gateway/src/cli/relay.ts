@@ -1,10 +1,12 @@
-/** `pierce relay`: the DERP relay (WebSocket and Upgrade: DERP), STUN, metrics. */
+/** `pierce relay`: the DERP relay (WebSocket and Upgrade: DERP), STUN, UDP leases, metrics. */
 import { readFile, writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { fromHex } from '../../../src/crypto/bytes.ts';
 import { NodePrivate } from '../../../src/key/keys.ts';
 import { PierceError } from '../../../src/errors.ts';
 import { startRelay } from '../relay/server.ts';
+import { controlAuthority, DEFAULT_LEASE_BYTES_PER_SECOND, DEFAULT_LEASE_PACKETS_PER_SECOND, DEFAULT_LEASE_SOCKETS } from '../relay/leases.ts';
+import { tryParseIP, parsePrefix } from '../../../src/netstack/addr.ts';
 import { startStunServer } from '../stun/server.ts';
 import { UsageError, type Io } from './main.ts';
 import { intOption } from './wg.ts';
@@ -29,6 +31,22 @@ nodes (GET /derp with Upgrade: DERP). It forwards ciphertext by public key and n
                             per-client token bucket on received bytes (0: unlimited)
   --metrics                 serve Prometheus metrics on /metrics
   --verbose                 log every connection
+
+UDP leases (browser nodes get UDP sockets of their own on this host; docs/udp-leases.md):
+  --udp-leases              serve /lease (WebSocket, subprotocol "pierce-lease"); needs --control
+  --control URL             the control server that vouches for node keys (its admin API)
+  --control-api-key KEY     an API key from \`pierce control apikey\` (default $PIERCE_API_KEY)
+  --lease-sockets N         sockets one node may hold (default ${DEFAULT_LEASE_SOCKETS})
+  --lease-rate PKTS/S       datagrams per second per lease (default ${DEFAULT_LEASE_PACKETS_PER_SECOND})
+  --lease-bytes BYTES/S     payload bytes per second per lease (default ${DEFAULT_LEASE_BYTES_PER_SECOND})
+  --lease-bind ADDR         bind leased sockets on this address only (default 0.0.0.0 and ::)
+  --lease-advertise IP,…    addresses nodes advertise with a leased port (default: this host's
+                            interface addresses, or --lease-bind)
+  --lease-deny CIDR,…       never send to these networks (e.g. the relay's own LAN); unspecified,
+                            multicast and broadcast are always refused
+  --lease-allow-loopback    allow sends to 127.0.0.0/8 and ::1 (single-host testing only)
+  Nodes may send only to the relay map's STUN servers and to any port on an endpoint IP of
+  one of their peers, as control reports them.
 `;
 
 export function splitHostPort(s: string, what: string): { host: string; port: number } {
@@ -53,6 +71,42 @@ async function loadOrCreateKey(file: string, io: Io): Promise<NodePrivate> {
   return k;
 }
 
+type RelayValues = Record<string, string | boolean | string[] | undefined>;
+
+function list(v: string | boolean | string[] | undefined): string[] {
+  return typeof v === 'string' ? v.split(',').map((x) => x.trim()).filter(Boolean) : [];
+}
+
+/** The --udp-leases options, checked. */
+function leaseOptions(values: RelayValues) {
+  const control = values['control'];
+  if (typeof control !== 'string' || !/^https?:\/\//.test(control)) throw new UsageError('--udp-leases needs --control URL (http:// or https://)');
+  const apiKey = (values['control-api-key'] as string | undefined) ?? process.env['PIERCE_API_KEY'];
+  if (!apiKey) throw new UsageError('--udp-leases needs --control-api-key KEY or $PIERCE_API_KEY (from `pierce control apikey`)');
+  const bind = values['lease-bind'] as string | undefined;
+  if (bind !== undefined && !tryParseIP(bind)) throw new UsageError(`--lease-bind: "${bind}" is not an IP address`);
+  const advertise = list(values['lease-advertise']);
+  for (const a of advertise) if (!tryParseIP(a)) throw new UsageError(`--lease-advertise: "${a}" is not an IP address`);
+  const deny = list(values['lease-deny']);
+  for (const d of deny) {
+    try {
+      parsePrefix(d);
+    } catch {
+      throw new UsageError(`--lease-deny: "${d}" is not a CIDR prefix`);
+    }
+  }
+  return {
+    authority: controlAuthority({ controlUrl: control, apiKey }),
+    sockets: intOption('lease-sockets', values['lease-sockets'] as string | undefined, DEFAULT_LEASE_SOCKETS, 1, 256),
+    packetsPerSecond: intOption('lease-rate', values['lease-rate'] as string | undefined, DEFAULT_LEASE_PACKETS_PER_SECOND, 1, 10_000_000),
+    bytesPerSecond: intOption('lease-bytes', values['lease-bytes'] as string | undefined, DEFAULT_LEASE_BYTES_PER_SECOND, 1500, 2 ** 40),
+    ...(bind ? { bindAddress: bind } : {}),
+    ...(advertise.length ? { addresses: advertise } : {}),
+    ...(deny.length ? { deny } : {}),
+    allowLoopback: values['lease-allow-loopback'] === true,
+  };
+}
+
 export async function relayCommand(argv: string[], io: Io): Promise<number> {
   if (argv.includes('--help') || argv.includes('-h')) {
     io.stdout(RELAY_USAGE);
@@ -72,6 +126,16 @@ export async function relayCommand(argv: string[], io: Io): Promise<number> {
       burst: { type: 'string' },
       metrics: { type: 'boolean' },
       verbose: { type: 'boolean', short: 'v' },
+      'udp-leases': { type: 'boolean' },
+      control: { type: 'string' },
+      'control-api-key': { type: 'string' },
+      'lease-sockets': { type: 'string' },
+      'lease-rate': { type: 'string' },
+      'lease-bytes': { type: 'string' },
+      'lease-bind': { type: 'string' },
+      'lease-advertise': { type: 'string' },
+      'lease-deny': { type: 'string' },
+      'lease-allow-loopback': { type: 'boolean' },
     },
     strict: true,
   });
@@ -94,6 +158,10 @@ export async function relayCommand(argv: string[], io: Io): Promise<number> {
   for (const u of meshWith) if (!/^https?:\/\/.+\/derp$/.test(u)) throw new UsageError(`--mesh-with: "${u}" is not a relay URL like http://host:port/derp`);
   const rate = intOption('rate', values.rate, 0, 0, 2 ** 40);
   const burst = intOption('burst', values.burst, rate > 0 ? Math.max(rate, 65_568) : 0, 0, 2 ** 40);
+  const leases = values['udp-leases'] ? leaseOptions(values) : undefined;
+  if (!values['udp-leases'] && Object.keys(values).some((k) => k.startsWith('lease-') || k === 'control' || k === 'control-api-key')) {
+    throw new UsageError('--control and --lease-* options go with --udp-leases');
+  }
   const tls = values['tls-cert'] ? { cert: await readFile(values['tls-cert']), key: await readFile(values['tls-key']!) } : undefined;
 
   const relay = await startRelay({
@@ -104,9 +172,11 @@ export async function relayCommand(argv: string[], io: Io): Promise<number> {
     ...(tls ? { tls } : {}),
     metrics: values.metrics === true,
     limits: { rateBytesPerSec: rate, burstBytes: burst },
+    ...(leases ? { leases } : {}),
     log,
   });
   log('info', `relay listening on ${relay.url} (public key ${relay.publicKey.toString()})`);
+  if (leases) log('info', `UDP leases on ${relay.url.replace(/^http/, 'ws').replace(/\/derp$/, '/lease')} (checked with ${values.control})`);
   let stun: Awaited<ReturnType<typeof startStunServer>> | null = null;
   if (values.stun && values.stun.length > 0) {
     const addrs = values.stun.map((a) => splitHostPort(a, '--stun'));

@@ -11,11 +11,17 @@
  *   GET    /registrations              POST /registrations/ID/approve {user}
  *   GET    /policy  → {text, rules, tests}      PUT /policy  (body: the HuJSON text)
  *   GET    /apikeys                    POST /apikeys {description?, expirySeconds?}   DELETE /apikeys/ID
+ *   GET    /leases/NODEKEY  → {node: {id, name}, stun: ["ip:port"], peers: ["ip:port"]}
+ *          what a UDP-lease gateway (`pierce relay --udp-leases`) may let that node reach: the
+ *          relay map's STUN servers and the endpoints of the node's visible peers; 404 for an
+ *          unknown key, 403 for an expired or logged-out node (docs/udp-leases.md)
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isPierceError } from '../../../src/errors.ts';
+import { NodePublic } from '../../../src/key/keys.ts';
 import { checkPolicy } from '../../../src/policy/index.ts';
 import { createApiKey, type ControlState } from './state.ts';
+import type { NodeRecord } from '../store/types.ts';
 import { json } from './server.ts';
 
 const MAX_BODY = 1 << 20;
@@ -98,6 +104,27 @@ export async function handleAdmin(state: ControlState, req: IncomingMessage, res
     if (err.status) return json(res, err.status, { error: err.message, code: err.code ?? 'BAD_REQUEST' });
     throw e;
   }
+}
+
+/** The lease grant of a node key (GET /leases/NODEKEY). */
+export function leaseGrant(state: ControlState, nodeKeyText: string): { node: { id: number; name: string }; stun: string[]; peers: string[] } {
+  let key: NodePublic;
+  try {
+    key = NodePublic.parse(nodeKeyText);
+  } catch {
+    bad(`"${nodeKeyText.slice(0, 80)}" is not a node key`);
+  }
+  const text = key.toString();
+  let n: NodeRecord | undefined;
+  for (const x of state.nodes.values()) if (x.nodeKey === text) n = x;
+  if (!n) throw Object.assign(new Error(`no node has key ${key.short()}`), { status: 404, code: 'NOT_FOUND' });
+  if (n.loggedOut) throw Object.assign(new Error(`node ${n.name} is logged out`), { status: 403, code: 'NODE_LOGGED_OUT' });
+  if (state.isExpired(n)) throw Object.assign(new Error(`the key of node ${n.name} has expired`), { status: 403, code: 'NODE_EXPIRED' });
+  const stun = new Set<string>();
+  for (const r of state.opts.relays.regions) for (const rn of r.nodes) if (rn.stun) stun.add(rn.stun);
+  const peers = new Set<string>();
+  for (const pid of state.netmap.peersOf(n.id)) for (const e of state.netmap.node(pid)?.endpoints ?? []) peers.add(e);
+  return { node: { id: n.id, name: n.name }, stun: [...stun], peers: [...peers] };
 }
 
 function nodeView(state: ControlState, id: number) {
@@ -211,6 +238,8 @@ async function route(state: ControlState, req: IncomingMessage, p: string[]): Pr
       const b = await readJson(req);
       return await createApiKey(state.store, state.now(), optString(b, 'description') ?? '', optSeconds(b, 'expirySeconds'));
     }
+    case 'GET leases/:id':
+      return leaseGrant(state, id!);
     case 'DELETE apikeys/:id':
       await state.store.revokeApiKey(id!, state.now());
       return { ok: true };

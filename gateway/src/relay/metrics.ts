@@ -1,5 +1,6 @@
 /** The relay's Prometheus metrics (prom-client), on a registry of its own. */
 import { Counter, Gauge, Registry } from 'prom-client';
+import type { LeaseStats } from './leases.ts';
 
 export class RelayMetrics {
   readonly registry = new Registry();
@@ -18,6 +19,31 @@ export class RelayMetrics {
     this.byteCount += bytes;
   }
   readonly drops = new Counter({ name: 'pierce_relay_drops_total', help: 'Dropped packets and closed connections by reason', labelNames: ['reason'], registers: [this.registry] });
+
+  /** UDP lease gauges and counters, read from the lease gateway when scraped. */
+  attachLeases(read: () => LeaseStats): void {
+    const r = this.registry;
+    new Gauge({ name: 'pierce_relay_leases', help: 'Live UDP leases', registers: [r], collect() { this.set(read().leases); } });
+    new Gauge({ name: 'pierce_relay_lease_sockets', help: 'UDP sockets held by leases', registers: [r], collect() { this.set(read().sockets); } });
+    collected('pierce_relay_lease_datagrams_sent_total', 'Datagrams sent for leases', r, () => read().sent);
+    collected('pierce_relay_lease_bytes_sent_total', 'Payload bytes sent for leases', r, () => read().sentBytes);
+    collected('pierce_relay_lease_datagrams_received_total', 'Datagrams forwarded to lease holders', r, () => read().received);
+    collected('pierce_relay_lease_bytes_received_total', 'Payload bytes forwarded to lease holders', r, () => read().receivedBytes);
+    collected('pierce_relay_lease_refused_total', 'Lease handshakes refused (bad proof, unknown or expired node, control down)', r, () => read().refused);
+    new Counter({
+      name: 'pierce_relay_lease_denied_total',
+      help: 'Lease sends refused by reason',
+      labelNames: ['reason'],
+      registers: [r],
+      collect() {
+        const d = read().denied;
+        this.reset();
+        this.inc({ reason: 'not_allowed' }, d.notAllowed);
+        this.inc({ reason: 'rate_limited' }, d.rateLimited);
+        this.inc({ reason: 'no_socket' }, d.noSocket);
+      },
+    });
+  }
 }
 
 function collected(name: string, help: string, registry: Registry, read: () => number): Counter {

@@ -7,6 +7,8 @@
  *   HEAD|GET /derp/probe, /derp/latency-check → 200, Access-Control-Allow-Origin: *
  *   GET /generate_204 → 204, echoing a valid X-Tailscale-Challenge as X-Tailscale-Response
  *   GET /metrics (with --metrics) → Prometheus text
+ *   GET /lease  Upgrade: websocket, subprotocol `pierce-lease` (with --udp-leases; else 404)
+ *              → UDP leases for browser nodes (leases.ts, docs/udp-leases.md)
  *
  * Routing: a packet for a connected key goes to that client's queue; for an unknown key it is
  * dropped, and a disco packet is answered with PeerGone(NotHere), at most 1/s (burst 3) per
@@ -23,6 +25,8 @@ import { toHex } from '../../../src/crypto/bytes.ts';
 import { NodePrivate, NodePublic } from '../../../src/key/keys.ts';
 import { FrameType, PeerGoneReason, PeerPresentFlags, encodePeerGone, encodePeerPresent, encodeRecvPacket, encodeForwardPacket } from '../../../src/derp/frames.ts';
 import { RelayMetrics } from './metrics.ts';
+import { LeaseGateway, type LeaseOptions } from './leases.ts';
+import { LEASE_PATH, LEASE_SUBPROTOCOL, MAX_FRAME as LEASE_MAX_FRAME } from '../../../src/lease/codec.ts';
 import { DerpLink } from './link.ts';
 import { DEFAULT_RELAY_LIMITS, Session, isDisco, keyId, type RelayCore, type RelayLimits } from './session.ts';
 import { socketConn, websocketConn } from './transport.ts';
@@ -37,6 +41,8 @@ export interface RelayOptions {
   limits?: Partial<RelayLimits>;
   tls?: { cert: string | Buffer; key: string | Buffer };
   metrics?: boolean;
+  /** Lend UDP sockets to browser nodes on /lease (checked with control by `authority`). */
+  leases?: Omit<LeaseOptions, 'privateKey' | 'random' | 'log'>;
   random?: RandomSource;
   log?: (level: 'debug' | 'info' | 'warn', message: string) => void;
 }
@@ -61,6 +67,9 @@ export class RelayServer implements RelayCore {
   private readonly links: DerpLink[] = [];
   private readonly http: Server;
   private readonly wss: WebSocketServer;
+  private readonly leaseWss: WebSocketServer | null = null;
+  /** The UDP lease gateway, when enabled. */
+  readonly leases: LeaseGateway | null = null;
   private readonly logFn: (level: 'debug' | 'info' | 'warn', message: string) => void;
   address = '';
   port = 0;
@@ -78,6 +87,17 @@ export class RelayServer implements RelayCore {
     this.http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
     this.http.on('clientError', (_e, socket) => socket.destroy());
     this.metrics.clients.set(0);
+    if (opts.leases) {
+      this.leases = new LeaseGateway({ ...opts.leases, privateKey: this.privateKey, random: this.random, log: this.logFn });
+      this.leaseWss = new WebSocketServer({
+        noServer: true,
+        perMessageDeflate: false,
+        handleProtocols: (p) => (p.has(LEASE_SUBPROTOCOL) ? LEASE_SUBPROTOCOL : false),
+        maxPayload: LEASE_MAX_FRAME,
+      });
+      const leases = this.leases;
+      this.metrics.attachLeases(() => leases.stats());
+    }
   }
 
   log(level: 'debug' | 'info' | 'warn', message: string): void {
@@ -149,6 +169,8 @@ export class RelayServer implements RelayCore {
   async close(): Promise<void> {
     for (const l of this.links) l.close();
     for (const s of [...this.sessions]) s.close();
+    this.leases?.close();
+    this.leaseWss?.close();
     this.wss.close();
     await new Promise<void>((resolve) => {
       this.http.close(() => resolve());
@@ -178,6 +200,11 @@ export class RelayServer implements RelayCore {
       res.end('DERP requires connection upgrade\n');
       return;
     }
+    if (path === LEASE_PATH && this.leases) {
+      res.writeHead(426, { 'Content-Type': 'text/plain' });
+      res.end(`UDP leases need a WebSocket with subprotocol "${LEASE_SUBPROTOCOL}"\n`);
+      return;
+    }
     if (path === '/metrics' && this.opts.metrics) {
       void this.metrics.registry.metrics().then((text) => {
         res.writeHead(200, { 'Content-Type': this.metrics.registry.contentType });
@@ -198,6 +225,16 @@ export class RelayServer implements RelayCore {
     const path = (req.url ?? '/').split('?')[0];
     const upgrade = String(req.headers.upgrade ?? '').toLowerCase();
     const remote = `${req.socket.remoteAddress}:${req.socket.remotePort}`;
+    if (path === LEASE_PATH && this.leases && this.leaseWss && upgrade === 'websocket') {
+      const protos = String(req.headers['sec-websocket-protocol'] ?? '').split(',').map((s) => s.trim());
+      if (!protos.includes(LEASE_SUBPROTOCOL)) {
+        socket.end(`HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\nWebSocket subprotocol "${LEASE_SUBPROTOCOL}" required\n`);
+        return;
+      }
+      const leases = this.leases;
+      this.leaseWss.handleUpgrade(req, socket, head, (ws) => leases.accept(ws, remote));
+      return;
+    }
     if (path !== '/derp') {
       socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
       return;
