@@ -69,6 +69,7 @@ export class SshChannel {
   private eofCb: (() => void) | undefined;
   private bufData: Uint8Array[] = [];
   private bufStderr: Uint8Array[] = [];
+  private paused = false;
   private requests: Waiter[] = [];
   readonly closed: Promise<ExitInfo>;
   private resolveClosed!: (e: ExitInfo) => void;
@@ -89,12 +90,32 @@ export class SshChannel {
 
   onData(cb: (b: Uint8Array) => void): void {
     this.dataCb = cb;
-    for (const b of this.bufData.splice(0)) this.deliver(b, cb);
+    while (!this.paused && this.bufData.length) this.deliver(this.bufData.shift()!, cb);
   }
   onStderr(cb: (b: Uint8Array) => void): void {
     this.stderrCb = cb;
-    for (const b of this.bufStderr.splice(0)) this.deliver(b, cb);
+    while (!this.paused && this.bufStderr.length) this.deliver(this.bufStderr.shift()!, cb);
   }
+  /**
+   * Stops delivering data: it is buffered and the receive window is not re-opened, so the
+   * server stops after at most one window (a slow consumer, e.g. a terminal still drawing).
+   */
+  pause(): void {
+    this.paused = true;
+  }
+
+  /** Delivers what was buffered while paused, and re-opens the window as it is taken. */
+  resume(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    while (!this.paused && this.dataCb && this.bufData.length) this.deliver(this.bufData.shift()!, this.dataCb);
+    while (!this.paused && this.stderrCb && this.bufStderr.length) this.deliver(this.bufStderr.shift()!, this.stderrCb);
+  }
+
+  get isPaused(): boolean {
+    return this.paused;
+  }
+
   onEof(cb: () => void): void {
     this.eofCb = cb;
     if (this.eofReceived) cb();
@@ -233,10 +254,10 @@ export class SshChannel {
         if (data.length > LOCAL_MAX_PACKET) throw new SshError('SSH_PROTOCOL', `channel data of ${data.length} bytes exceeds the maximum packet size`);
         this.localWindow -= data.length;
         if (code === -1) {
-          if (this.dataCb) this.deliver(data, this.dataCb);
+          if (this.dataCb && !this.paused) this.deliver(data, this.dataCb);
           else this.bufData.push(data);
         } else if (code === EXTENDED_DATA_STDERR) {
-          if (this.stderrCb) this.deliver(data, this.stderrCb);
+          if (this.stderrCb && !this.paused) this.deliver(data, this.stderrCb);
           else this.bufStderr.push(data);
         } else {
           this.deliver(data, () => {}); // unknown stream: consume and drop

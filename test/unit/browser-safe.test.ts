@@ -1,6 +1,8 @@
 /**
  * src/browser/ runs in a Web Worker: it, and every src/ file it imports (transitively), must
  * use no Node API — no `node:` imports, no Node-only packages, no `Buffer`, no `process`.
+ * The same holds for the worker (worker/) and the page (src/ui/), which also must import
+ * nothing from gateway/ (Node-only code, DESIGN invariant 5).
  */
 import { describe, expect, it } from 'vitest';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -11,6 +13,8 @@ const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const BROWSER_DIR = join(ROOT, 'src/browser');
 /** Packages the browser bundle may use. */
 const ALLOWED_PACKAGES = [/^@noble\//, /^jsonc-parser$/];
+/** …and the page and worker in addition (UI, comlink, the terminal). */
+const PAGE_PACKAGES = [...ALLOWED_PACKAGES, /^preact(\/(hooks|jsx-runtime))?$/, /^comlink$/, /^@xterm\/(xterm|addon-fit)(\/css\/xterm\.css)?$/];
 
 /** Source without comments and string contents other than import specifiers' (crude but enough). */
 function stripComments(src: string): string {
@@ -24,7 +28,7 @@ function importsOf(src: string): string[] {
   return out;
 }
 
-function walk(entries: string[]): { files: Set<string>; problems: string[] } {
+function walk(entries: string[], roots = ['src/'], packages = ALLOWED_PACKAGES): { files: Set<string>; problems: string[] } {
   const files = new Set<string>();
   const problems: string[] = [];
   const todo = [...entries];
@@ -33,14 +37,15 @@ function walk(entries: string[]): { files: Set<string>; problems: string[] } {
     if (files.has(f)) continue;
     files.add(f);
     const rel = relative(ROOT, f);
-    if (!rel.startsWith('src/')) problems.push(`${rel}: outside src/`);
+    if (!roots.some((r) => rel.startsWith(r))) problems.push(`${rel}: outside ${roots.join(', ')}`);
+    if (f.endsWith('.css')) continue;
     const code = stripComments(readFileSync(f, 'utf8'));
     for (const spec of importsOf(code)) {
       if (spec.startsWith('.')) {
         todo.push(resolve(dirname(f), spec));
       } else if (spec.startsWith('node:')) {
         problems.push(`${rel}: imports ${spec}`);
-      } else if (!ALLOWED_PACKAGES.some((re) => re.test(spec))) {
+      } else if (!packages.some((re) => re.test(spec))) {
         problems.push(`${rel}: imports package ${spec}`);
       }
     }
@@ -70,5 +75,36 @@ describe('src/browser is browser-safe', () => {
     expect(importsOf(`import { x } from 'node:fs';\nimport type { Y } from "../a.ts";\nexport * from './b.ts';`)).toEqual(['node:fs', '../a.ts', './b.ts']);
     expect(/\bBuffer\b/.test(stripComments('const b = Buffer.from([1]);'))).toBe(true);
     expect(/\bBuffer\b/.test(stripComments('// a Buffer in a comment'))).toBe(false);
+  });
+});
+
+/** Every .ts/.tsx file under `dir` (relative to the root), recursively. */
+function sources(dir: string): string[] {
+  return readdirSync(join(ROOT, dir), { withFileTypes: true, recursive: true })
+    .filter((d) => d.isFile() && /\.tsx?$/.test(d.name))
+    .map((d) => join(d.parentPath, d.name));
+}
+
+describe('the worker and the page are browser-safe', () => {
+  const worker = sources('worker');
+  const ui = sources('src/ui');
+
+  it('has the worker entry, its API and the page entry', () => {
+    const rel = [...worker, ...ui].map((e) => relative(ROOT, e));
+    expect(rel).toEqual(expect.arrayContaining(['worker/engine-worker.ts', 'worker/api.ts', 'worker/tcp-duplex.ts', 'worker/store.ts', 'src/ui/main.tsx']));
+  });
+
+  it('imports nothing from Node or gateway/, directly or through what they import', () => {
+    const { files, problems } = walk([...worker, ...ui], ['src/', 'worker/'], PAGE_PACKAGES);
+    expect(files.size).toBeGreaterThan(worker.length + ui.length);
+    // The engine, the SSH client and the noble backend are in the worker's graph.
+    const rel = [...files].map((f) => relative(ROOT, f));
+    expect(rel).toEqual(expect.arrayContaining(['src/engine/engine.ts', 'src/ssh/client.ts', 'src/crypto/noble.ts', 'src/browser/platform.ts']));
+    expect(problems).toEqual([]);
+  });
+
+  it('the checker flags a file in gateway/ and its node: imports', () => {
+    const { problems } = walk([join(ROOT, 'gateway/src/node/state.ts')], ['src/', 'worker/'], PAGE_PACKAGES);
+    expect(problems).toEqual(expect.arrayContaining(['gateway/src/node/state.ts: outside src/, worker/', 'gateway/src/node/state.ts: imports node:fs/promises']));
   });
 });

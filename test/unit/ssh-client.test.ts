@@ -183,6 +183,45 @@ describe('SSH client against a scripted in-memory server', () => {
     ssh.close();
   });
 
+  it('pause(): data is held and the window stays shut until resume() (a slow terminal pushes back on sshd)', async () => {
+    const adjusts: number[] = [];
+    const CHUNK = 32 * 1024;
+    const server = new FakeServer(
+      acceptingServer((p, s) => {
+        const r = new SshReader(p);
+        const type = r.byte();
+        if (type === 90) {
+          r.text();
+          s.send(new SshWriter().byte(91).uint32(r.uint32()).uint32(500).uint32(1 << 20).uint32(CHUNK).bytes());
+        } else if (type === 98) {
+          r.uint32();
+          r.text();
+          if (r.bool()) s.send(new SshWriter().byte(99).uint32(0).bytes());
+          for (let i = 0; i < 48; i++) s.send(new SshWriter().byte(94).uint32(0).string(new Uint8Array(CHUNK).fill(i)).bytes());
+        } else if (type === 93) {
+          r.uint32();
+          adjusts.push(r.uint32());
+        }
+      }),
+    );
+    const ssh = await SshClient.connect(server.duplex, opts());
+    const ch = await ssh.exec('yes');
+    ch.pause();
+    let got = 0;
+    ch.onData((b) => {
+      got += b.length;
+    });
+    await new Promise((r) => setTimeout(r, 20));
+    expect(ch.isPaused).toBe(true);
+    expect(got).toBe(0);
+    expect(adjusts).toEqual([]);
+    ch.resume();
+    expect(got).toBe(48 * CHUNK);
+    await new Promise((r) => setTimeout(r, 10));
+    expect(adjusts.reduce((a, b) => a + b, 0)).toBeGreaterThanOrEqual(1 << 20);
+    ssh.close();
+  });
+
   it('fuzz: random payloads from an authenticated server end only in typed errors', async () => {
     await fc.assert(
       fc.asyncProperty(fc.array(fc.uint8Array({ minLength: 1, maxLength: 40 }), { minLength: 1, maxLength: 5 }), fc.integer({ min: 1, max: 100 }), async (junk, type) => {
