@@ -179,7 +179,8 @@ export class WorkerNode implements PierceApi {
         serverKey: (k) => void store.set(`control:${controlUrl}`, k.toString()),
         login: () => this.notify(true),
         state: (st) => this.onState(st),
-        netmap: () => this.notify(),
+        // Soon: a peer coming online may be what the page waits for (an automatic SSH).
+        netmap: () => this.notify(true),
       },
     });
     const knownHosts = new KnownHosts(prefixed(store, 'kh:'));

@@ -10,6 +10,13 @@
  *          ─Ready (limits, the gateway's addresses)─▶ Bind ─Bound─▶ UdpSocket
  *   UdpSocket.send ─▶ Send frame;   Recv frame ─▶ onPacket;   Denied frame ─▶ counted, logged
  *
+ * Batching (a browser pays per WebSocket message: an IPC hop and a task on this worker): Batch
+ * frames from the gateway are taken apart, each frame handled as if it had come alone. When the
+ * gateway's Ready says `batch: true`, the frames we send within one task are batched too
+ * (src/lease/batcher.ts): the first goes at once, the rest leave as one Batch in a task of their
+ * own right after this one (`clock.setTimer(fn, 0)`), so sends made across the awaits of one
+ * task share a message. `stats` counts datagrams and WebSocket messages separately.
+ *
  * Failure and recovery:
  *   - The first connection fails (gateway unreachable, node unknown or expired): bind() rejects
  *     with a LeaseError (the gateway's code, e.g. LEASE_UNKNOWN_NODE, or LEASE_UNREACHABLE) and
@@ -34,6 +41,7 @@ import { Backoff } from '../src/derp/backoff.ts';
 import type { Clock, LogFn, TimerHandle, UdpSocket, UdpTransport } from '../src/engine/types.ts';
 import { isPierceError } from '../src/errors.ts';
 import type { NodePrivate } from '../src/key/keys.ts';
+import { frameBatcher, type FrameBatcher } from '../src/lease/batcher.ts';
 import {
   LEASE_PATH,
   LEASE_SUBPROTOCOL,
@@ -44,6 +52,7 @@ import {
   encodeClientHello,
   encodeClose,
   encodeSend,
+  type LeaseFrame,
   type ReadyInfo,
 } from '../src/lease/codec.ts';
 
@@ -79,8 +88,14 @@ export interface LeaseTransportOptions {
 }
 
 export interface LeaseClientStats {
+  /** Datagrams handed to the gateway. */
   sent: number;
+  /** Datagrams from the gateway delivered to a socket. */
   received: number;
+  /** WebSocket messages sent once the lease was up (a Batch counts once). */
+  messagesSent: number;
+  /** WebSocket messages received once the lease was up (a Batch counts once). */
+  messagesReceived: number;
   /** Sends refused by the gateway (Denied frames). */
   denied: number;
   /** Sends dropped here: lease down, socket not bound, WebSocket backed up. */
@@ -132,10 +147,12 @@ function bytesOf(d: unknown): Uint8Array | null {
 }
 
 class LeaseClient {
-  readonly stats: LeaseClientStats = { sent: 0, received: 0, denied: 0, dropped: 0, connects: 0, disconnects: 0 };
+  readonly stats: LeaseClientStats = { sent: 0, received: 0, messagesSent: 0, messagesReceived: 0, denied: 0, dropped: 0, connects: 0, disconnects: 0 };
   info: ReadyInfo | null = null;
   up = false;
   private ws: WsExtra | null = null;
+  /** Frames to the gateway on the current connection (batched when the gateway allows it). */
+  private out: FrameBatcher | null = null;
   private connecting: Promise<void> | null = null;
   private everUp = false;
   private closed = false;
@@ -205,16 +222,27 @@ class LeaseClient {
       };
       ws.onmessage = (ev) => {
         const b = bytesOf(ev.data);
-        let f;
+        let m;
         try {
           if (!b) throw new LeaseError('LEASE_BAD_FRAME', 'a text message on the lease channel');
-          f = decodeFrame(b);
+          m = decodeFrame(b);
         } catch (e) {
           const err = isPierceError(e) ? new LeaseError(e.code, e.message) : new LeaseError('LEASE_BAD_FRAME', String(e));
           if (phase !== 'up') return fail(err);
           this.log('warn', `bad frame from the gateway: ${err.message}`);
           return ws.close(1002, err.code);
         }
+        if (m.type !== 'batch') return handle(m);
+        if (phase !== 'up') return fail(new LeaseError('LEASE_BAD_FRAME', 'a Batch before Ready'));
+        this.stats.messagesReceived++;
+        // Each frame as if it had come alone (stop if one of them ended this connection).
+        for (const f of m.frames) {
+          if (this.ws !== ws) return;
+          handle(f, true);
+        }
+      };
+      const handle = (f: LeaseFrame, inBatch = false): void => {
+        if (phase === 'up' && !inBatch) this.stats.messagesReceived++;
         if (f.type === 'error' && f.reqId === 0) {
           refusal = new LeaseError(f.code, `the lease gateway refused: ${f.message}`);
           if (phase !== 'up') return fail(refusal);
@@ -232,6 +260,7 @@ class LeaseClient {
           clock.clearTimer(timer);
           phase = 'up';
           this.info = f.info;
+          this.out = this.writerFor(ws, f.info.batch === true);
           this.up = true;
           this.everUp = true;
           this.stats.connects++;
@@ -244,7 +273,19 @@ class LeaseClient {
     });
   }
 
-  private onFrame(f: ReturnType<typeof decodeFrame>): void {
+  /** The frame writer of connection `ws`: batched per task when the gateway accepts Batch. */
+  private writerFor(ws: WsExtra, batch: boolean): FrameBatcher {
+    const send = (m: Uint8Array): void => {
+      // Held frames of a connection that is gone are dropped, as a full UDP queue would.
+      if (this.ws !== ws || (ws.readyState !== undefined && ws.readyState !== WS_OPEN)) return;
+      this.stats.messagesSent++;
+      ws.send(m);
+    };
+    if (!batch) return { write: send, flush: () => {}, pendingBytes: () => 0 };
+    return frameBatcher(send, (fn) => void this.o.clock.setTimer(fn, 0));
+  }
+
+  private onFrame(f: LeaseFrame): void {
     switch (f.type) {
       case 'recv': {
         const s = this.byRemote.get(f.sockId);
@@ -282,6 +323,7 @@ class LeaseClient {
   /** The connection that was up is gone: quiet the sockets, fail pending binds, redial. */
   private lost(why: string, redial = true): void {
     this.ws = null;
+    this.out = null;
     this.up = false;
     this.stats.disconnects++;
     for (const s of this.socks) s.remote = 0;
@@ -350,9 +392,10 @@ class LeaseClient {
 
   private sendFrame(frame: Uint8Array): boolean {
     const ws = this.ws;
-    if (!ws || !this.up || (ws.readyState !== undefined && ws.readyState !== WS_OPEN)) return false;
-    if ((ws.bufferedAmount ?? 0) > (this.o.maxBufferedBytes ?? LEASE_MAX_BUFFERED)) return false;
-    ws.send(frame);
+    const out = this.out;
+    if (!ws || !out || !this.up || (ws.readyState !== undefined && ws.readyState !== WS_OPEN)) return false;
+    if ((ws.bufferedAmount ?? 0) + out.pendingBytes() > (this.o.maxBufferedBytes ?? LEASE_MAX_BUFFERED)) return false;
+    out.write(frame);
     return true;
   }
 
@@ -418,6 +461,9 @@ class LeaseClient {
     this.socks.clear();
     this.byRemote.clear();
     const ws = this.ws;
+    // Frames held for the end of this task go before the WebSocket's close.
+    this.out?.flush();
+    this.out = null;
     this.ws = null;
     const wasUp = this.up;
     this.up = false;

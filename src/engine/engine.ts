@@ -190,7 +190,18 @@ export class Engine {
         this.device.removePeer(node);
         this.device.addPeer({ publicKey: node, endpoint: p.ep, allowedIPs: info.addrs.map((a) => parsePrefix(a)) });
       }
-      if (p.info.discoKey !== info.discoKey) this.byDisco.delete(p.info.discoKey);
+      if (p.info.discoKey !== info.discoKey) {
+        // A new disco key is a restarted peer (a reloaded browser tab, a restarted node): its
+        // old sockets are gone, so every proven path and candidate goes with them — otherwise
+        // our replies would keep going to a dead address until the path's trust ran out.
+        this.byDisco.delete(p.info.discoKey);
+        this.opts.log?.('info', `peer ${info.name}: new disco key (restarted), its paths start over`);
+        this.direct?.forgetPeer(p);
+        this.disco.forget(p);
+        const region = p.paths.relayRegion;
+        p.paths = new PeerPaths();
+        p.paths.relayRegion = region;
+      }
       p.info = info;
       this.byDisco.set(info.discoKey, p);
       p.paths.relayRegion = info.homeRelay;

@@ -14,11 +14,21 @@ export const RELAY_IDLE_MS = 60_000;
 /** Re-measure relay latency this often (ms). */
 export const RELAY_PROBE_INTERVAL_MS = 5 * 60_000;
 const SWITCH_MIN_GAIN_MS = 10;
+/**
+ * Packets for a region whose connection is still opening wait for it (as Tailscale's DERP
+ * writers block until connected), at most this many and this long: without the wait, the first
+ * WireGuard handshake of a node that just started is lost and retried only after REKEY_TIMEOUT
+ * (5 s) — a page that opens an SSH session at once would stall for seconds.
+ */
+export const RELAY_PENDING_MAX = 64;
+export const RELAY_PENDING_MS = 5_000;
 const SWITCH_RATIO = 2 / 3;
 
 interface Region {
   region: RelayRegion;
   conn: RelayConn | undefined;
+  /** Sent while the connection was opening; flushed when it is up. */
+  pending: { dst: NodePublic; packet: Uint8Array; at: number }[];
   lastUsed: number;
   latencyMs: number | null;
   connected: boolean;
@@ -67,7 +77,7 @@ export class RelaySet {
       const have = this.regions.get(r.id);
       if (have && JSON.stringify(have.region) === JSON.stringify(r)) continue;
       have?.conn?.close();
-      this.regions.set(r.id, { region: r, conn: undefined, lastUsed: 0, latencyMs: have?.latencyMs ?? null, connected: false });
+      this.regions.set(r.id, { region: r, conn: undefined, pending: [], lastUsed: 0, latencyMs: have?.latencyMs ?? null, connected: false });
     }
     for (const [id, r] of this.regions) {
       if (seen.has(id)) continue;
@@ -102,16 +112,26 @@ export class RelaySet {
           r.connected = up;
           this.log('info', `relay ${r.region.code}: ${up ? 'connected' : 'disconnected'}`);
           if (up && id === this.home) r.conn?.notePreferred(true);
+          if (up) this.flushPending(r);
         },
       });
     }
     return r;
   }
 
-  /** Sends a packet to `dst` through region `id` (0: our home). */
+  /** Sends a packet to `dst` through region `id` (0: our home); held while it connects. */
   send(id: number, dst: NodePublic, packet: Uint8Array): boolean {
     const r = this.ensure(id || this.home);
-    return r?.conn?.send(dst, packet) ?? false;
+    if (!r?.conn) return false;
+    if (r.connected || r.conn.connected) return r.conn.send(dst, packet);
+    if (r.pending.length >= RELAY_PENDING_MAX) r.pending.shift();
+    r.pending.push({ dst, packet: Uint8Array.from(packet), at: this.clock.now() });
+    return true;
+  }
+
+  private flushPending(r: Region): void {
+    const fresh = this.clock.now() - RELAY_PENDING_MS;
+    for (const p of r.pending.splice(0)) if (p.at >= fresh) r.conn?.send(p.dst, p.packet);
   }
 
   /** Measures every region and (re)chooses the home region. */
@@ -160,6 +180,7 @@ export class RelaySet {
         r.conn.close();
         r.conn = undefined;
         r.connected = false;
+        r.pending.length = 0;
       } else next = Math.min(next, idleAt);
     }
     return next;

@@ -1,8 +1,9 @@
 /**
  * The UDP lease protocol (docs/udp-leases.md): a browser node borrows UDP sockets from a
  * gateway (`pierce relay --udp-leases`) over a WebSocket with subprotocol `pierce-lease`. Every
- * WebSocket message is exactly one binary frame; the first byte is its type. Integers are big
- * endian. The gateway moves opaque datagrams only: WireGuard, disco and STUN stay in the browser.
+ * WebSocket message is exactly one binary frame (a Batch frame carries several); the first byte
+ * is its type. Integers are big endian. The gateway moves opaque datagrams only: WireGuard,
+ * disco and STUN stay in the browser.
  *
  *   frame       type(1) | body
  *
@@ -23,7 +24,19 @@
  *   0x21 Recv         gateway → node           sockId(4) | addr | port(2) | payload
  *   0x22 Denied       gateway → node           sockId(4) | addr | port(2) | reason(1)
  *
+ *   0x30 Batch        either way, after Ready  entry | entry | … (one or more, nothing after)
+ *                     entry = len(2, ≥ 1) | frame (len bytes): a whole Error, Bind, Bound,
+ *                     Close, Send, Recv or Denied frame (never a hello, Ready or Batch)
+ *                     The whole Batch is at most MAX_BATCH bytes.
+ *
  *   addr        family(1) | 4 bytes (family 4) or 16 bytes (family 6)
+ *
+ * Batch exists because a browser pays per WebSocket message (an IPC hop from its network process
+ * and a task on the worker), and bulk traffic over a leased path is ~10k datagrams/s: both sides
+ * send the first frame of a turn alone (no added latency) and join the rest of the turn into one
+ * Batch (src/lease/batcher.ts). A Batch means exactly its inner frames, in order, each handled as
+ * if it had come alone. The gateway may send Batch to any node once Ready is sent (this codec and
+ * its nodes ship together); a node sends Batch only to a gateway whose Ready says `batch: true`.
  *
  * The hello box proves the node holds the private key of the node key it names; the random
  * challenge makes each proof good for one connection only. The 16-byte context in front of the
@@ -61,6 +74,13 @@ export const MAX_ERROR_CODE_LEN = 64;
 export const MAX_ERROR_MESSAGE_LEN = 1024;
 /** Largest frame on the wire: Send/Recv with a v6 address and a maximal datagram. */
 export const MAX_FRAME = 1 + 4 + 17 + 2 + MAX_DATAGRAM;
+/**
+ * Largest Batch frame (under 64 KiB). The same as MAX_FRAME, so no WebSocket message is ever
+ * larger than MAX_FRAME (the gateway's `maxPayload`); a frame too big to share a Batch goes alone.
+ */
+export const MAX_BATCH = MAX_FRAME;
+/** Bytes a frame adds to a Batch: its length prefix. */
+export const BATCH_ENTRY_OVERHEAD = 2;
 
 export const FrameType = {
   ServerHello: 0x01,
@@ -73,7 +93,17 @@ export const FrameType = {
   Send: 0x20,
   Recv: 0x21,
   Denied: 0x22,
+  Batch: 0x30,
 } as const;
+
+/** The frame types a Batch may carry: everything after the handshake, but not Batch itself. */
+const BATCHABLE = new Uint8Array(256);
+for (const t of [FrameType.Error, FrameType.Bind, FrameType.Bound, FrameType.Close, FrameType.Send, FrameType.Recv, FrameType.Denied]) BATCHABLE[t] = 1;
+
+/** Whether `frame` may travel inside a Batch (not a hello, Ready or Batch). */
+export function canBatch(frame: Uint8Array): boolean {
+  return frame.length > 0 && BATCHABLE[frame[0]!] === 1;
+}
 
 /** Why a Send was refused (Denied frame). */
 export const DenyReason = {
@@ -105,6 +135,8 @@ export interface ReadyInfo {
   /** The gateway's interface addresses worth advertising with a leased port (same-LAN peers). */
   addresses: string[];
   limits: LeaseLimits;
+  /** The gateway accepts Batch frames from the node (absent: send every frame alone). */
+  batch?: boolean;
 }
 
 export type LeaseFrame =
@@ -117,6 +149,9 @@ export type LeaseFrame =
   | { type: 'close'; sockId: number }
   | { type: 'send' | 'recv'; sockId: number; ip: string; port: number; payload: Uint8Array }
   | { type: 'denied'; sockId: number; ip: string; port: number; reason: number };
+
+/** What one WebSocket message decodes to: a frame, or a Batch of frames (never nested). */
+export type LeaseMessage = LeaseFrame | { type: 'batch'; frames: LeaseFrame[] };
 
 const utf8 = new TextEncoder();
 const utf8Strict = new TextDecoder('utf-8', { fatal: true });
@@ -271,6 +306,32 @@ export function encodeDenied(sockId: number, ip: string, port: number, reason: n
   return out;
 }
 
+/**
+ * A Batch of whole frames, in order: len(2) | frame for each. Throws LeaseError for no frames, an
+ * empty or oversized frame, a frame that may not be batched (hellos, Ready, Batch) or a result
+ * over MAX_BATCH.
+ */
+export function encodeBatch(frames: readonly Uint8Array[]): Uint8Array {
+  if (frames.length === 0) bad('a Batch needs at least one frame');
+  let size = 1;
+  for (const f of frames) {
+    if (f.length === 0) bad('an empty frame cannot be batched');
+    if (!BATCHABLE[f[0]!]) bad(`frame type 0x${f[0]!.toString(16).padStart(2, '0')} cannot be batched`);
+    size += BATCH_ENTRY_OVERHEAD + f.length;
+  }
+  if (size > MAX_BATCH) bad(`a Batch of ${size} bytes is over ${MAX_BATCH}`);
+  const out = new Uint8Array(size);
+  out[0] = FrameType.Batch;
+  let at = 1;
+  for (const f of frames) {
+    out[at] = f.length >>> 8;
+    out[at + 1] = f.length & 0xff;
+    out.set(f, at + 2);
+    at += 2 + f.length;
+  }
+  return out;
+}
+
 // ---- decoder ----
 
 function need(b: Uint8Array, n: number, what: string): void {
@@ -318,12 +379,48 @@ function parseReady(body: Uint8Array): ReadyInfo {
     if (typeof x !== 'number' || !Number.isSafeInteger(x) || x < 0) return json(`limits.${k} is not a non-negative integer`);
     limits[k] = x;
   }
-  return { version: LEASE_VERSION, node: { id: node['id'], name: node['name'] }, addresses: o['addresses'], limits };
+  const batch = o['batch'];
+  if (batch !== undefined && typeof batch !== 'boolean') return json('batch is not a boolean');
+  return { version: LEASE_VERSION, node: { id: node['id'], name: node['name'] }, addresses: o['addresses'], limits, ...(batch !== undefined ? { batch } : {}) };
 }
 
-/** Parses one frame (one WebSocket message). Throws LeaseError for anything malformed. */
-export function decodeFrame(b: Uint8Array): LeaseFrame {
+/**
+ * Parses one WebSocket message: a frame, or a Batch whose frames are all checked and decoded
+ * (any bad entry fails the whole message). Throws LeaseError for anything malformed.
+ */
+export function decodeFrame(b: Uint8Array): LeaseMessage {
   if (!(b instanceof Uint8Array)) bad('a frame must be bytes');
+  need(b, 1, 'a frame');
+  if (b[0] === FrameType.Batch) return { type: 'batch', frames: decodeBatch(b) };
+  return decodeOne(b);
+}
+
+/** The frames of one WebSocket message, in order: a Batch's frames, or the frame itself. */
+export function decodeFrames(b: Uint8Array): LeaseFrame[] {
+  const m = decodeFrame(b);
+  return m.type === 'batch' ? m.frames : [m];
+}
+
+function decodeBatch(b: Uint8Array): LeaseFrame[] {
+  if (b.length > MAX_BATCH) bad(`a Batch of ${b.length} bytes is over ${MAX_BATCH}`);
+  if (b.length === 1) bad('a Batch with no frames');
+  const frames: LeaseFrame[] = [];
+  let at = 1;
+  while (at < b.length) {
+    if (at + BATCH_ENTRY_OVERHEAD > b.length) bad(`Batch entry ${frames.length + 1}: length cut off`);
+    const n = (b[at]! << 8) | b[at + 1]!;
+    at += BATCH_ENTRY_OVERHEAD;
+    if (n === 0) bad(`Batch entry ${frames.length + 1} is empty`);
+    if (at + n > b.length) bad(`Batch entry ${frames.length + 1} of ${n} bytes is cut off at ${b.length - at}`);
+    const t = b[at]!;
+    if (!BATCHABLE[t]) bad(t === FrameType.Batch ? 'a Batch inside a Batch' : `Batch entry ${frames.length + 1}: frame type 0x${t.toString(16).padStart(2, '0')} cannot be batched`);
+    frames.push(decodeOne(b.subarray(at, at + n)));
+    at += n;
+  }
+  return frames;
+}
+
+function decodeOne(b: Uint8Array): LeaseFrame {
   need(b, 1, 'a frame');
   if (b.length > MAX_FRAME) bad(`a frame of ${b.length} bytes is over ${MAX_FRAME}`);
   const v = new DataView(b.buffer, b.byteOffset, b.byteLength);

@@ -98,7 +98,7 @@ export async function startBrowserLab(o: { leases?: boolean; pageDir?: string } 
     children.push(control);
     const controlUrl = (await control.waitForLine(/listening on (\S+)/, 30_000))[1]!;
     const leaseArgs = o.leases === false ? [] : ['--udp-leases', '--control', controlUrl, '--control-api-key', apiKey];
-    const relay = spawnPierce(inet, ['relay', '--listen', `${ip}:${RELAY_PORT}`, '--stun', `${ip}:${STUN_PORT}`, ...leaseArgs], 'pierce relay');
+    const relay = spawnPierce(inet, ['relay', '--listen', `${ip}:${RELAY_PORT}`, '--stun', `${ip}:${STUN_PORT}`, '--metrics', ...leaseArgs], 'pierce relay');
     children.push(relay);
     await relay.waitForLine(/relay listening on/, 30_000);
     await stat.waitForLine(/static server listening/, 30_000);

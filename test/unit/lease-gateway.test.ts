@@ -163,6 +163,63 @@ describe('UDP lease gateway', () => {
     expect(relay!.leases!.stats().sockets).toBe(2);
   });
 
+  it('batches: a burst to a leased socket reaches the node in fewer messages, in order and intact', async () => {
+    const src = await udpSink();
+    const g = await gateway(() => ({ node: { id: 1, name: 'web' }, stun: [], peers: [] }));
+    const t = client(g.url);
+    const got: { data: Uint8Array; ip: string; port: number }[] = [];
+    const s = await t.bind(0, (d, ip, port) => got.push({ data: Uint8Array.from(d), ip, port }));
+    expect(t.info!.batch).toBe(true);
+    const before = t.stats.messagesReceived;
+    // WireGuard-sized datagrams in bursts (small enough for the loopback receive buffer).
+    const N = 200;
+    const dgram = (i: number) => {
+      const b = Buffer.alloc(1280 + (i % 7));
+      b.writeUInt32BE(i, 0);
+      for (let j = 4; j < b.length; j++) b[j] = (i * 31 + j) & 0xff;
+      return b;
+    };
+    for (let i = 0; i < N; i += 25) {
+      for (let j = i; j < i + 25; j++) src.sock.send(dgram(j), s.port, '127.0.0.1');
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    await waitFor('the burst', () => got.length === N);
+    for (let i = 0; i < N; i++) {
+      expect(got[i]!.port).toBe(src.port);
+      expect(Buffer.from(got[i]!.data).equals(dgram(i))).toBe(true);
+    }
+    const messages = t.stats.messagesReceived - before;
+    expect(t.stats.received).toBe(N);
+    expect(messages).toBeLessThan(N / 2);
+    expect(relay!.leases!.stats().received).toBe(N);
+    expect(relay!.leases!.stats().messagesOut).toBe(messages + 2); // and Ready, Bound
+  });
+
+  it('takes a Batch from the node apart: a denied destination inside denies only that one', async () => {
+    const stun = await udpSink();
+    const other = await udpSink();
+    const g = await gateway(() => ({ node: { id: 1, name: 'web' }, stun: [`127.0.0.1:${stun.port}`], peers: [] }));
+    const denied: { ip: string; port: number; reason: number }[] = [];
+    const t = client(g.url, known, { events: { denied: (ip, port, reason) => denied.push({ ip, port, reason }) } });
+    const s = await t.bind(0, () => {});
+    const sent = t.stats.messagesSent;
+    const msgsIn = relay!.leases!.stats().messagesIn;
+    // One task: the first goes alone, the other three in one Batch with the refused one inside.
+    s.send('127.0.0.1', stun.port, new TextEncoder().encode('a'));
+    s.send('127.0.0.1', stun.port, new TextEncoder().encode('b'));
+    s.send('127.0.0.1', other.port, new TextEncoder().encode('refused'));
+    s.send('127.0.0.1', stun.port, new TextEncoder().encode('c'));
+    await waitFor('the allowed datagrams', () => stun.got.length === 3);
+    await waitFor('the refusal', () => denied.length === 1);
+    expect(stun.got.map((x) => x.data)).toEqual(['a', 'b', 'c']);
+    expect(denied).toEqual([{ ip: '127.0.0.1', port: other.port, reason: DenyReason.NotAllowed }]);
+    expect(other.got).toEqual([]);
+    expect(t.stats.sent).toBe(4);
+    expect(t.stats.messagesSent - sent).toBe(2);
+    expect(relay!.leases!.stats().messagesIn - msgsIn).toBe(2);
+    expect(relay!.leases!.stats()).toMatchObject({ sent: 3, denied: { notAllowed: 1, rateLimited: 0, noSocket: 0 } });
+  });
+
   it('never sends to loopback unless allowed, nor to multicast', async () => {
     const g = await gateway(() => ({ node: { id: 1, name: 'web' }, stun: ['127.0.0.1:3478', '224.0.0.1:5'], peers: [] }), { allowLoopback: false });
     const t = client(g.url);

@@ -22,6 +22,11 @@
  * (DESIGN invariant 3); control saying the node is gone or expired ends the lease.
  * Inbound datagrams are forwarded from any source (the engine drops senders it does not know),
  * but dropped while the WebSocket has more than `maxBufferedBytes` queued.
+ * Frames to the node after Ready are batched (src/lease/batcher.ts): the first of an event-loop
+ * turn goes alone at once, the rest of the turn (e.g. every datagram read from the leased sockets
+ * in one poll phase) leaves as one Batch message; a browser pays per message. A Batch from the
+ * node is taken apart and each frame handled as if it had come alone (checks and rate limits
+ * apply per Send); Ready says `batch: true` so the node knows it may send them.
  * Everything of a lease is freed when its WebSocket closes.
  */
 import { createSocket, type Socket } from 'node:dgram';
@@ -43,8 +48,10 @@ import {
   encodeRecv,
   encodeServerHello,
   verifyClientHello,
+  type LeaseFrame,
   type LeaseLimits,
 } from '../../../src/lease/codec.ts';
+import { frameBatcher, type FrameBatcher } from '../../../src/lease/batcher.ts';
 import { formatIP, isIPv4Mapped, parsePrefix, prefixContains, tryParseIP, type Prefix } from '../../../src/netstack/addr.ts';
 import { parseAddr } from '../../../src/paths/paths.ts';
 import { interfaceAddresses } from '../node/udp.ts';
@@ -146,6 +153,10 @@ export interface LeaseStats {
   denied: { notAllowed: number; rateLimited: number; noSocket: number };
   /** Inbound datagrams dropped because the WebSocket was backed up. */
   inboundDropped: number;
+  /** WebSocket messages to nodes after Ready (a Batch counts once). */
+  messagesOut: number;
+  /** WebSocket messages from nodes after Ready (a Batch counts once). */
+  messagesIn: number;
 }
 
 interface Leased {
@@ -197,6 +208,8 @@ export class LeaseGateway {
     receivedBytes: 0,
     denied: { notAllowed: 0, rateLimited: 0, noSocket: 0 },
     inboundDropped: 0,
+    messagesOut: 0,
+    messagesIn: 0,
   };
   private readonly leases = new Map<string, Lease>();
   private readonly conns = new Set<Lease>();
@@ -292,6 +305,8 @@ class Lease {
   private readonly deniedBucket: Bucket;
   private timer: NodeJS.Timeout | undefined;
   private pendingDone: (() => void) | null;
+  /** Frames to the node after Ready, batched per event-loop turn. */
+  private readonly out: FrameBatcher;
 
   constructor(
     private readonly gw: LeaseGateway,
@@ -312,6 +327,11 @@ class Lease {
     });
     ws.on('close', () => this.free());
     ws.on('error', () => ws.terminate());
+    this.out = frameBatcher((m) => {
+      if (this.ws.readyState !== WS_OPEN) return;
+      if (this.state === 'ready') gw.count.messagesOut++;
+      this.ws.send(m);
+    }, setImmediate);
     this.timer = setTimeout(() => this.end('LEASE_TIMEOUT', 'no hello in time'), gw.opts.handshakeTimeoutMs ?? LEASE_HANDSHAKE_TIMEOUT_MS);
     this.timer.unref?.();
     ws.send(encodeServerHello(gw.opts.privateKey.public(), this.challenge));
@@ -321,14 +341,17 @@ class Lease {
     return this.socks.size;
   }
 
+  /** Sends a frame, alone or in this turn's Batch (in order either way). */
   private send(frame: Uint8Array): void {
-    if (this.ws.readyState === WS_OPEN) this.ws.send(frame);
+    if (this.ws.readyState === WS_OPEN) this.out.write(frame);
   }
 
   /** Ends the lease with an Error frame (reqId 0) and a close. */
   end(code: string, message: string): void {
     if (this.state === 'closed') return;
     this.send(encodeError(0, code, message));
+    // What the batcher holds must reach the node before the close frame.
+    this.out.flush();
     this.ws.close(code === 'LEASE_SHUTDOWN' ? 1001 : 1008, code);
     this.free();
     // A peer that never completes the close handshake is cut off.
@@ -354,6 +377,16 @@ class Lease {
     } catch (e) {
       return this.end(isPierceError(e) ? e.code : 'LEASE_BAD_FRAME', (e as Error).message);
     }
+    if (f.type === 'batch') {
+      if (this.state !== 'ready') return this.end('LEASE_BAD_FRAME', 'batch before Ready');
+      this.gw.count.messagesIn++;
+      // Each frame as if it had come alone; one may end the lease.
+      for (const inner of f.frames) {
+        if (this.state !== 'ready') return;
+        this.onReadyFrame(inner);
+      }
+      return;
+    }
     if (this.state === 'hello') {
       if (f.type !== 'client-hello') return this.end('LEASE_BAD_FRAME', `expected ClientHello, got ${f.type}`);
       try {
@@ -376,6 +409,12 @@ class Lease {
       return;
     }
     if (this.state !== 'ready') return this.end('LEASE_BAD_FRAME', `${f.type} before Ready`);
+    this.gw.count.messagesIn++;
+    this.onReadyFrame(f);
+  }
+
+  /** A frame from the node once the lease is up (alone, or one of a Batch). */
+  private onReadyFrame(f: LeaseFrame): void {
     switch (f.type) {
       case 'bind':
         return void this.bind(f.reqId, f.port);
@@ -402,7 +441,7 @@ class Lease {
     this.apply(g);
     this.gw.register(this);
     const addresses = (this.gw.opts.addresses ?? (this.gw.opts.bindAddress ? [this.gw.opts.bindAddress] : interfaceAddresses())).filter((a) => tryParseIP(a));
-    this.send(encodeReady({ version: LEASE_VERSION, node: g.node, addresses, limits: this.gw.limits }));
+    this.send(encodeReady({ version: LEASE_VERSION, node: g.node, addresses, limits: this.gw.limits, batch: true }));
     this.gw.log('info', `lease: ${g.node.name} ${this.key!.short()} from ${this.remote}`);
     const period = this.gw.opts.refreshMs ?? LEASE_REFRESH_MS;
     const tick = () => {
@@ -473,7 +512,7 @@ class Lease {
 
   private onInbound(s: Leased, msg: Buffer, address: string, port: number): void {
     const c = this.gw.count;
-    if (this.state !== 'ready' || this.ws.bufferedAmount > (this.gw.opts.maxBufferedBytes ?? LEASE_MAX_BUFFERED)) {
+    if (this.state !== 'ready' || this.ws.bufferedAmount + this.out.pendingBytes() > (this.gw.opts.maxBufferedBytes ?? LEASE_MAX_BUFFERED)) {
       c.inboundDropped++;
       return;
     }

@@ -77,19 +77,22 @@ export function websocketConn(ws: WebSocket, remote: string): ByteConn {
   ws.on('close', fireClose);
   ws.on('error', () => ws.terminate());
   ws.binaryType = 'nodebuffer';
+  const send = (b: Uint8Array): void => {
+    // Completion callbacks cost an allocation per message: only ask while backed up.
+    if (ws.bufferedAmount < DRAIN_WATCH) ws.send(b, { binary: true });
+    else
+      ws.send(b, { binary: true }, () => {
+        if (ws.bufferedAmount < DRAIN_WATCH) for (const d of drainers) d();
+      });
+  };
+  const { write, pendingBytes } = coalescingWriter(send);
   return {
     kind: 'websocket',
     remote,
     write: (b) => {
-      if (closed) return;
-      // Completion callbacks cost an allocation per message: only ask while backed up.
-      if (ws.bufferedAmount < DRAIN_WATCH) ws.send(b, { binary: true });
-      else
-        ws.send(b, { binary: true }, () => {
-          if (ws.bufferedAmount < DRAIN_WATCH) for (const d of drainers) d();
-        });
+      if (!closed) write(b);
     },
-    bufferedAmount: () => ws.bufferedAmount,
+    bufferedAmount: () => ws.bufferedAmount + pendingBytes(),
     onData: (cb) =>
       void ws.on('message', (data: Buffer | Buffer[], isBinary: boolean) => {
         if (!isBinary) {
@@ -106,6 +109,48 @@ export function websocketConn(ws: WebSocket, remote: string): ByteConn {
       ws.close(1000);
       setTimeout(() => ws.terminate(), 1000).unref();
     },
+  };
+}
+
+/** The largest WebSocket message `coalescingWriter` builds. */
+export const COALESCE_MAX = 64 << 10;
+
+/**
+ * A WebSocket writer that batches like `batchedWriter`: the first frame of an event-loop turn is
+ * sent at once, later frames of the same turn are joined into one binary message (up to
+ * COALESCE_MAX) sent when the turn ends. DERP over WebSocket is a byte stream to its readers
+ * (Tailscale's and ours), so frame boundaries need not match message boundaries; a browser pays
+ * per message (an IPC hop from its network process and a task on the worker), and bulk traffic
+ * through the relay arrives in runs of dozens of frames.
+ */
+export function coalescingWriter(send: (b: Uint8Array) => void): { write(b: Uint8Array): void; pendingBytes(): number } {
+  let busy = false;
+  let parts: Uint8Array[] = [];
+  let bytes = 0;
+  const flush = (): void => {
+    if (parts.length === 0) return;
+    const out = parts.length === 1 ? parts[0]! : Buffer.concat(parts, bytes);
+    parts = [];
+    bytes = 0;
+    send(out);
+  };
+  const endTurn = (): void => {
+    busy = false;
+    flush();
+  };
+  return {
+    write(b) {
+      if (!busy) {
+        busy = true;
+        send(b);
+        process.nextTick(endTurn);
+        return;
+      }
+      if (bytes + b.length > COALESCE_MAX) flush();
+      parts.push(b);
+      bytes += b.length;
+    },
+    pendingBytes: () => bytes,
   };
 }
 

@@ -1,8 +1,12 @@
 /**
  * NewReno congestion control (RFC 5681 with RFC 6582's fast recovery), in bytes.
  *   initial window: RFC 6928, min(10 MSS, max(2 MSS, 14600))
- *   slow start: cwnd += min(acked, 2 MSS) per ACK (appropriate byte counting, RFC 3465 L = 2)
- *   congestion avoidance: cwnd += MSS once per cwnd of acknowledged bytes
+ *   slow start: cwnd += acked per ACK, up to ssthresh, the rest counted as congestion avoidance
+ *     (appropriate byte counting, RFC 3465, without its L = 2 cap: a receiver that ACKs a burst
+ *     at once — a browser worker handed a batch of WebSocket messages, Linux with GRO — sends
+ *     "stretch" ACKs of tens of segments, and capping them at 2 MSS keeps the window far below
+ *     the path's. Linux does the same since 3.18, "tcp: fix stretch ACK bugs in slow start".)
+ *   congestion avoidance: cwnd += MSS per cwnd of acknowledged bytes, several for a stretch ACK
  *   three duplicate ACKs: ssthresh = max(flight / 2, 2 MSS), cwnd = ssthresh + 3 MSS
  *   timeout: ssthresh = max(flight / 2, 2 MSS), cwnd = 1 MSS (RFC 5681 §3.1 loss window)
  */
@@ -23,13 +27,18 @@ export class NewReno {
   /** New data acknowledged outside fast recovery. */
   onAck(acked: number): void {
     if (this.cwnd < this.ssthresh) {
-      this.cwnd += Math.min(acked, 2 * this.mss);
-    } else {
-      this.caBytes += acked;
-      if (this.caBytes >= this.cwnd) {
-        this.caBytes -= this.cwnd;
-        this.cwnd += this.mss;
+      const room = this.ssthresh - this.cwnd;
+      if (acked <= room) {
+        this.cwnd += acked;
+        return;
       }
+      this.cwnd = this.ssthresh;
+      acked -= room;
+    }
+    this.caBytes += acked;
+    while (this.caBytes >= this.cwnd) {
+      this.caBytes -= this.cwnd;
+      this.cwnd += this.mss;
     }
   }
 

@@ -22,6 +22,13 @@ import { seqAdd, seqGt, seqLt, seqSub } from './seq.ts';
 import { ACK, FIN, PSH, RST, SYN, type TcpSegment } from './segment.ts';
 import { TcpBase, type Timer } from './tcb.ts';
 
+/**
+ * In a burst, ACK at least every this many full segments (~20 KB at the tailnet MSS) rather than
+ * once at its end: Linux's GRO caps its stretch at 64 KB for the same reason — the sender's next
+ * data is already in flight while we work through the rest of the burst.
+ */
+const STRETCH_ACK_SEGMENTS = 16;
+
 export { DEFAULT_TCP_CONFIG, type TcpConfig, type TcpEvents, type TcpHost, type TcpState } from './tcb.ts';
 
 export class TcpConnection extends TcpBase {
@@ -472,9 +479,11 @@ export class TcpConnection extends TcpBase {
       this.deliver();
       // ACK at once for a FIN, a filled hole, or two full segments (RFC 1122 §4.2.3.2; RFC 5681 §4.2).
       if (this.finReceived || hadHoles) this.sendAck();
+      else if (this.bytesUnacked >= STRETCH_ACK_SEGMENTS * this.mss) this.sendAck();
       else if (this.bytesUnacked >= 2 * this.mss) {
         // Due now, but sent once the segments that arrived together are all in: a burst gets one
-        // (stretch) ACK, as with Linux's GRO, instead of one per two segments.
+        // (stretch) ACK, as with Linux's GRO, instead of one per two segments — up to
+        // STRETCH_ACK_SEGMENTS, so the sender keeps sending while we work through a long burst.
         this.timers.delack = this.host.now();
       } else if (this.timers.delack === null) this.timers.delack = this.host.now() + this.config.delayedAck;
     } else {
