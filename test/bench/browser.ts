@@ -11,7 +11,8 @@
  *                of a `pierce up` node in the same namespace (process start included).
  *   bulk         `head -c MB /dev/zero; exit` typed into the terminal, until the session ends: over a leased direct path and over the relay (`#leases=0`). Goal
  *                ≥ 100 Mbit/s. Baselines: OpenSSH through `pierce nc` of a `pierce up` node
- *                in the browser's namespace, direct and `--relay-only` (the relay's figure).
+ *                in the browser's namespace, direct and `--relay-only` (the relay's figure),
+ *                with a PTY (`ssh -tt`, like the browser's shell) and without one.
  *
  *   npx tsx test/bench/browser.ts [--runs N] [--mb N] [--json]
  */
@@ -141,9 +142,9 @@ async function main(): Promise<void> {
     const direct = await base('base-direct', []);
     const relay = await base('base-relay', ['--relay-only']);
     await execIn(lab.web.ns, process.execPath, [PIERCE_MJS, 'ping', '--socket', direct, 'host', '--until-direct'], { timeoutMs: 60_000, check: false });
-    const ssh = (sock: string, cmd: string): string[] => [...sshOptions(lab.keys, [`ProxyCommand=${process.execPath} ${PIERCE_MJS} nc --socket ${sock} %h %p`]), 'root@host', cmd];
-    const timeSsh = async (sock: string, cmd: string, pipe = ''): Promise<number> => {
-      const quoted = ssh(sock, cmd).map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
+    const ssh = (sock: string, cmd: string, pty: boolean): string[] => [...sshOptions(lab.keys, [`ProxyCommand=${process.execPath} ${PIERCE_MJS} nc --socket ${sock} %h %p`]), ...(pty ? ['-tt'] : []), 'root@host', cmd];
+    const timeSsh = async (sock: string, cmd: string, pipe = '', pty = false): Promise<number> => {
+      const quoted = ssh(sock, cmd, pty).map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
       const t0 = performance.now();
       const r = await execIn(lab.web.ns, 'sh', ['-c', `ssh ${quoted}${pipe}`], { timeoutMs: 300_000, check: false });
       const ms = performance.now() - t0;
@@ -159,7 +160,7 @@ async function main(): Promise<void> {
 
     const prompt: number[] = [];
     const promptBase: number[] = [];
-    const bulk = { direct: [] as number[], relay: [] as number[], sshDirect: [] as number[], sshRelay: [] as number[] };
+    const bulk = { direct: [] as number[], relay: [] as number[], sshDirect: [] as number[], sshRelay: [] as number[], ptyDirect: [] as number[], ptyRelay: [] as number[] };
     for (let i = 0; i < RUNS; i++) {
       progress(`run ${i + 1}/${RUNS}`);
       promptBase.push(await timeSsh(direct, 'true'));
@@ -176,6 +177,9 @@ async function main(): Promise<void> {
       bulk.sshDirect.push(mbit(BYTES, (await timeSsh(direct, `head -c ${BYTES} /dev/zero`, ' | wc -c')) - setupDirect));
       const setupRelay = await timeSsh(relay, 'true');
       bulk.sshRelay.push(mbit(BYTES, (await timeSsh(relay, `head -c ${BYTES} /dev/zero`, ' | wc -c')) - setupRelay));
+      // The same through a PTY (ssh -tt), as the browser's terminal session has one.
+      bulk.ptyDirect.push(mbit(BYTES, (await timeSsh(direct, `head -c ${BYTES} /dev/zero`, ' 2>/dev/null | wc -c', true)) - setupDirect));
+      bulk.ptyRelay.push(mbit(BYTES, (await timeSsh(relay, `head -c ${BYTES} /dev/zero`, ' 2>/dev/null | wc -c', true)) - setupRelay));
     }
     await ctxLease.close();
     await ctxRelay.close();
@@ -200,11 +204,13 @@ async function main(): Promise<void> {
       console.log(`| page load → prompt (returning browser, budget 1.5 s) | ${out.prompt.medianMs} ms | ${out.prompt.runsMs.join(', ')} |`);
       console.log(`| baseline: OpenSSH \`ssh root@host true\` via pierce nc | ${out.prompt.baselineMedianMs} ms | ${out.prompt.baselineRunsMs.join(', ')} |`);
       console.log(`\nBulk: head -c ${MB}M /dev/zero inside SSH (${RUNS} runs, Mbit/s)\n`);
-      console.log('| path | browser terminal | OpenSSH via pierce nc (baseline) | ratio |');
-      console.log('|---|---|---|---|');
+      console.log('| path | browser terminal (PTY) | OpenSSH -tt via pierce nc (PTY) | ratio | OpenSSH via pierce nc (no PTY) | ratio |');
+      console.log('|---|---|---|---|---|---|');
       const m = out.bulkMbit as Record<string, { median: number; runs: number[] }>;
-      console.log(`| direct (leased UDP) | ${m['direct']!.median} (${m['direct']!.runs.join(', ')}) | ${m['sshDirect']!.median} (${m['sshDirect']!.runs.join(', ')}) | ${(m['direct']!.median / m['sshDirect']!.median).toFixed(2)}× |`);
-      console.log(`| relay | ${m['relay']!.median} (${m['relay']!.runs.join(', ')}) | ${m['sshRelay']!.median} (${m['sshRelay']!.runs.join(', ')}) | ${(m['relay']!.median / m['sshRelay']!.median).toFixed(2)}× |`);
+      const row = (name: string, b: string, pty: string, raw: string): void =>
+        console.log(`| ${name} | ${m[b]!.median} (${m[b]!.runs.join(', ')}) | ${m[pty]!.median} (${m[pty]!.runs.join(', ')}) | ${(m[b]!.median / m[pty]!.median).toFixed(2)}× | ${m[raw]!.median} (${m[raw]!.runs.join(', ')}) | ${(m[b]!.median / m[raw]!.median).toFixed(2)}× |`);
+      row('direct (leased UDP)', 'direct', 'ptyDirect', 'sshDirect');
+      row('relay', 'relay', 'ptyRelay', 'sshRelay');
     }
   } finally {
     await Promise.all(baseNodes.map((p) => p.kill(2000)));

@@ -10,6 +10,7 @@
  *   - with a UDP socket leased from the relay, the path to the host turns direct;
  *   - the hardened sshd (curve25519-sha256, ssh-ed25519, chacha20-poly1305 only) works;
  *   - a port the policy does not allow fails at once with the policy's message;
+ *   - a phone-sized, ephemeral session opens a shell without sideways scrolling and stores nothing;
  *   - a changed host key is refused, loudly, and no shell opens.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -140,6 +141,28 @@ describe('the browser node (Chromium behind a NAT, sshd behind pierce up behind 
       // ICMP "administratively prohibited" from the host, not a SYN timeout (tens of seconds).
       expect(Date.now() - t0).toBeLessThan(15_000);
     });
+  }, 60_000);
+
+  it('on a phone-sized screen, an ephemeral session works without sideways scrolling and stores nothing', async () => {
+    const phone = await L().browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
+    try {
+      const p = await phone.newPage();
+      await p.goto(L().pageUrl({ ephemeral: '1', hostname: 'phone' }));
+      await p.locator('[data-testid="peer"][data-name="host"][data-online="true"]').waitFor({ timeout: 30_000 });
+      await p.locator('[data-testid="peer"][data-name="host"] [data-testid="peer-ssh"]').click();
+      await p.getByTestId('ssh-user').fill('root');
+      await p.getByTestId('ssh-auth').selectOption('publickey');
+      // The phone's key is a new one: authorize it, then connect.
+      L().authorize(await p.evaluate('window.pierce.publicKeyLine()'));
+      await p.getByTestId('ssh-connect').click();
+      const term = p.getByTestId('terminal').first();
+      await expect.poll(() => term.getAttribute('data-state'), { timeout: 30_000 }).toBe('open');
+      expect(await p.evaluate('document.documentElement.scrollWidth')).toBeLessThanOrEqual(390);
+      // Ephemeral: no IndexedDB database was created for the page.
+      expect(await p.evaluate('indexedDB.databases().then((d) => d.length)')).toBe(0);
+    } finally {
+      await phone.close();
+    }
   }, 60_000);
 
   it('refuses a changed host key loudly and opens no shell', async () => {
