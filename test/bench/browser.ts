@@ -23,21 +23,12 @@ import type { BrowserContext, Page } from 'playwright-core';
 import { PIERCE_MJS, cleanupAll, execIn, spawnPierce, tempPath, waitFor, type ChildHandle } from '../interop/lab.ts';
 import { sshOptions } from '../interop/lab/sshd.ts';
 import { buildPage, startBrowserLab, type BrowserLab } from '../e2e/lab.ts';
+import { benchArgs } from './args.ts';
 
-const args = process.argv.slice(2);
-const json = args.includes('--json');
-function numArg(name: string, def: number): number {
-  const i = args.indexOf(name);
-  if (i < 0) return def;
-  const v = Number(args[i + 1]);
-  if (!Number.isInteger(v) || v < 1) {
-    console.error(`usage: npx tsx test/bench/browser.ts [--runs N] [--mb N] [--json]  (bad ${name})`);
-    process.exit(2);
-  }
-  return v;
-}
-const RUNS = numArg('--runs', 5);
-const MB = numArg('--mb', 50);
+const args = benchArgs('npx tsx test/bench/browser.ts [--runs N] [--mb N] [--json]');
+const json = args.json;
+const RUNS = args.num('--runs', 5);
+const MB = args.num('--mb', 50);
 const BYTES = MB * 1_000_000;
 const progress = (m: string): void => void process.stderr.write(`browser bench: ${m}\n`);
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;

@@ -20,21 +20,12 @@ import { createNatLab, natlabTools } from '../natlab/lab.ts';
 import { requireNatlab } from '../natlab/tools.ts';
 import { startNatMesh, timeToDirect, type NatMesh } from '../natlab/mesh.ts';
 import { MATRIX_PAIRS, MATRIX_SITES, runPair, type PairResult } from '../natlab/matrix.ts';
+import { benchArgs } from './args.ts';
 
-const args = process.argv.slice(2);
-const json = args.includes('--json');
-function numArg(name: string, def: number): number {
-  const i = args.indexOf(name);
-  if (i < 0) return def;
-  const v = Number(args[i + 1]);
-  if (!Number.isInteger(v) || v < 1) {
-    console.error(`usage: npx tsx test/bench/natlab.ts [--runs N] [--mb N] [--json]  (bad ${name})`);
-    process.exit(2);
-  }
-  return v;
-}
-const RUNS = numArg('--runs', 3);
-const MB = numArg('--mb', 32);
+const args = benchArgs('npx tsx test/bench/natlab.ts [--runs N] [--mb N] [--json]');
+const json = args.json;
+const RUNS = args.num('--runs', 3);
+const MB = args.num('--mb', 32);
 const progress = (m: string): void => void process.stderr.write(`natlab bench: ${m}\n`);
 
 const median = (xs: number[]): number | null => {
