@@ -10,6 +10,8 @@
  *   - with a UDP socket leased from the relay, the path to the host turns direct;
  *   - the hardened sshd (curve25519-sha256, ssh-ed25519, chacha20-poly1305 only) works;
  *   - a port the policy does not allow fails at once with the policy's message;
+ *   - the PTY follows the terminal's size (window-change on resize);
+ *   - a browser joins through the login URL once an admin approves it;
  *   - a phone-sized, ephemeral session opens a shell without sideways scrolling and stores nothing;
  *   - a changed host key is refused, loudly, and no shell opens.
  */
@@ -162,6 +164,43 @@ describe('the browser node (Chromium behind a NAT, sshd behind pierce up behind 
       expect(await p.evaluate('indexedDB.databases().then((d) => d.length)')).toBe(0);
     } finally {
       await phone.close();
+    }
+  }, 60_000);
+
+  it('gives the PTY the terminal\'s size and sends window-change when it is resized', async () => {
+    await step('resize', async () => {
+      const term = await openSsh({ port: 22 });
+      await expect.poll(() => term.getAttribute('data-state'), { timeout: 30_000 }).toBe('open');
+      const size = async (tag: string): Promise<[number, number]> => {
+        const t = await typeAndWait(term, `echo ${tag}-$(stty size | tr ' ' x)`, new RegExp(`${tag}-\\d+x\\d+`));
+        const m = new RegExp(`${tag}-(\\d+)x(\\d+)`).exec(t)!;
+        return [Number(m[1]), Number(m[2])];
+      };
+      const [rows1, cols1] = await size('before');
+      expect(rows1).toBeGreaterThan(5);
+      expect(cols1).toBeGreaterThan(20);
+      await page.setViewportSize({ width: 700, height: 600 });
+      await expect.poll(async () => (await size(`after${Date.now() % 1000}`))[1], { timeout: 15_000, interval: 500 }).toBeLessThan(cols1);
+      await page.setViewportSize({ width: 1000, height: 800 });
+    });
+  }, 60_000);
+
+  it('joins through the login URL flow once an admin approves the registration', async () => {
+    const fresh = await L().browser.newContext();
+    try {
+      const p = await fresh.newPage();
+      await p.goto(`${L().pageBase}?control=${encodeURIComponent(L().controlUrl)}#ephemeral=1`);
+      await p.getByTestId('join-login').click();
+      const link = p.getByTestId('login-url');
+      await link.waitFor({ timeout: 30_000 });
+      const url = (await link.getAttribute('href'))!;
+      const id = /\/register\/([^/?#]+)/.exec(url)?.[1];
+      expect(id, url).toBeTruthy();
+      await L().admin('nodes', 'approve', id!, '--user', 'web@example.com');
+      await expect.poll(() => p.getByTestId('self').innerText(), { timeout: 30_000 }).toMatch(/100\.64\./);
+      await p.locator('[data-testid="peer"][data-name="host"][data-online="true"]').waitFor({ timeout: 30_000 });
+    } finally {
+      await fresh.close();
     }
   }, 60_000);
 
