@@ -24,6 +24,7 @@ import { parseIP } from '../../src/netstack/addr.ts';
 import type { TcpConnection } from '../../src/netstack/tcp/connection.ts';
 import type { WebSocketCtor } from '../../src/control/client.ts';
 import { browserClock, browserTransports } from '../../src/browser/platform.ts';
+import { waitUntil } from '../support/wait.ts';
 
 let dir: string;
 let relay: RelayServer;
@@ -35,13 +36,6 @@ let node: RunningNode | undefined;
 let web: Engine | undefined;
 const quiet = () => {};
 
-async function waitFor(what: string, cond: () => boolean, ms = 15_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 beforeEach(async () => {
   dir = mkdtempSync(join(tmpdir(), 'pierce-browser-'));
@@ -134,11 +128,11 @@ describe('the engine on the browser platform', () => {
     expect(st.state).toBe('running');
     expect(st.self!.addrs[0]).toMatch(/^100\.64\./);
     expect(st.direct).toBeUndefined(); // relay only: no UDP in a browser (yet)
-    await waitFor('b in the netmap', () => web!.status().peers.some((p) => p.name === 'b'));
-    await waitFor('the relay connection', () => web!.status().relays.some((r) => r.connected));
+    await waitUntil('b in the netmap', () => web!.status().peers.some((p) => p.name === 'b'));
+    await waitUntil('the relay connection', () => web!.status().relays.some((r) => r.connected));
     expect(web.status().homeRelay).toBe(1);
     // The probe (HEAD /derp/probe with fetch) measured the relay.
-    await waitFor('a relay latency', () => web!.status().relays[0]!.latencyMs !== null);
+    await waitUntil('a relay latency', () => web!.status().relays[0]!.latencyMs !== null);
 
     // Disco ping through the relay.
     const ping = await web.ping('b', 10_000);
@@ -151,10 +145,10 @@ describe('the engine on the browser platform', () => {
 
     // Relay restart on the same port: the link reconnects (backoff ≤ 5 s) and traffic resumes.
     await relay.close();
-    await waitFor('the relay loss', () => relayStates.includes(false));
+    await waitUntil('the relay loss', () => relayStates.includes(false));
     relay = await startRelay({ host: '127.0.0.1', port: relayPort });
-    await waitFor('the relay reconnect', () => relayStates.filter((s) => s).length >= 2 && web!.status().relays[0]!.connected, 20_000);
-    await waitFor('b back on the relay', () => node!.engine.status().relays.some((r) => r.connected), 20_000);
+    await waitUntil('the relay reconnect', () => relayStates.filter((s) => s).length >= 2 && web!.status().relays[0]!.connected, 20_000);
+    await waitUntil('b back on the relay', () => node!.engine.status().relays.some((r) => r.connected), 20_000);
     expect(relayErrors).toContain('DERP_CLOSED');
     const again = await web.ping('b', 10_000);
     expect(again).toMatchObject({ peer: 'b', path: 'relay(r1)' });

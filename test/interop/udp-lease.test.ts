@@ -28,6 +28,7 @@ import { DiscoPrivate, MachinePrivate, NodePrivate } from '../../src/key/keys.ts
 import type { WebSocketCtor } from '../../src/control/client.ts';
 import { browserClock, browserTransports } from '../../src/browser/platform.ts';
 import { leaseTransport, leaseUrlFor, type LeaseTransport } from '../../worker/udp-lease.ts';
+import { waitUntil } from '../support/wait.ts';
 
 let dir: string;
 let relay: RelayServer;
@@ -39,13 +40,6 @@ let web: Engine | undefined;
 const closers: (() => void)[] = [];
 const quiet = () => {};
 
-async function waitFor(what: string, cond: () => boolean, ms = 15_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 beforeEach(async () => {
   dir = mkdtempSync(join(tmpdir(), 'pierce-lease-'));
@@ -123,11 +117,11 @@ describe('UDP leases for the browser engine', () => {
     web.start();
     await web.whenRunning();
     await node.engine.whenRunning();
-    await waitFor('the lease', () => udp.connected && relay.leases!.stats().sockets === 1);
+    await waitUntil('the lease', () => udp.connected && relay.leases!.stats().sockets === 1);
     expect(udp.info!.node.name).toBe('web');
-    await waitFor('b in the netmap', () => web!.status().peers.some((p) => p.name === 'b'));
+    await waitUntil('b in the netmap', () => web!.status().peers.some((p) => p.name === 'b'));
     // The browser engine learned its leased endpoint by STUN through the lease.
-    await waitFor('a STUN endpoint', () => (web!.status().direct?.endpoints ?? []).some((e) => e.startsWith('127.0.0.1:')));
+    await waitUntil('a STUN endpoint', () => (web!.status().direct?.endpoints ?? []).some((e) => e.startsWith('127.0.0.1:')));
     expect(web.status().direct!.port).toBeGreaterThan(0);
 
     // Control's lease endpoint: the node, the STUN server, b's endpoints.
@@ -135,7 +129,7 @@ describe('UDP leases for the browser engine', () => {
     const grant = (await (await fetch(`${control.url}/api/v1/leases/${webKey}`, { headers: { Authorization: `Bearer ${apiKey}` } })).json()) as { node: { name: string }; stun: string[]; peers: string[] };
     expect(grant.node.name).toBe('web');
     expect(grant.stun).toEqual([`127.0.0.1:${stun.port}`]);
-    await waitFor('b endpoints at control', () => (control.state.netmap.node(node!.engine.status().self!.id)?.endpoints.length ?? 0) > 0);
+    await waitUntil('b endpoints at control', () => (control.state.netmap.node(node!.engine.status().self!.id)?.endpoints.length ?? 0) > 0);
 
     // Pings upgrade to a direct path through the leased socket.
     let direct = false;
@@ -155,7 +149,7 @@ describe('UDP leases for the browser engine', () => {
     const extra = await udp.bind(0, () => {});
     const deniedBefore = udp.stats.denied;
     for (let i = 0; i < 3; i++) extra.send('127.0.0.9', target.port, new TextEncoder().encode('let me out'));
-    await waitFor('the refusals', () => udp.stats.denied >= deniedBefore + 3);
+    await waitUntil('the refusals', () => udp.stats.denied >= deniedBefore + 3);
     await new Promise((r) => setTimeout(r, 100));
     expect(target.got).toBe(0);
     expect(relay.leases!.stats().denied.notAllowed).toBeGreaterThanOrEqual(3);
@@ -165,7 +159,7 @@ describe('UDP leases for the browser engine', () => {
     web.stop();
     web = undefined;
     udp.close();
-    await waitFor('the lease freed', () => relay.leases!.stats().leases === 0 && relay.leases!.stats().sockets === 0);
+    await waitUntil('the lease freed', () => relay.leases!.stats().leases === 0 && relay.leases!.stats().sockets === 0);
     const probe = createSocket('udp4');
     closers.push(() => probe.close());
     const before = relay.leases!.stats().received;
