@@ -15,6 +15,9 @@
  * leave in the order they were written, whether alone or batched; a frame no Batch may carry
  * (a hello, Ready) is sent alone after what is held.
  *
+ * `turnBatcher` is the general form; the relay's WebSocket writer (gateway/src/relay/transport.ts)
+ * uses it to join DERP frames, which need no framing of their own (DERP is a byte stream).
+ *
  * Browser-safe: no Node APIs.
  */
 import { BATCH_ENTRY_OVERHEAD, MAX_BATCH, canBatch, encodeBatch } from './codec.ts';
@@ -28,17 +31,34 @@ export interface FrameBatcher {
   pendingBytes(): number;
 }
 
-export function frameBatcher(send: (message: Uint8Array) => void, schedule: (fn: () => void) => void, maxBatch = MAX_BATCH): FrameBatcher {
-  const maxBytes = Math.min(maxBatch, MAX_BATCH);
+export interface TurnBatchOptions {
+  send(message: Uint8Array): void;
+  /** Runs `fn` when the current turn ends. */
+  schedule(fn: () => void): void;
+  /** Joins two or more held frames into one message of `size` bytes. */
+  join(frames: Uint8Array[], size: number): Uint8Array;
+  /** What a frame adds to a joined message, or -1 for a frame that must go alone. */
+  entrySize(frame: Uint8Array): number;
+  /** Size of an empty joined message. */
+  baseSize: number;
+  maxBytes: number;
+}
+
+/**
+ * The turn batching both the lease channel and the relay's WebSocket writes use: the first
+ * frame of a turn is sent at once, later ones are held and joined into one message when the turn
+ * ends or the next would not fit; a frame that cannot be joined goes alone after what is held.
+ */
+export function turnBatcher(o: TurnBatchOptions): FrameBatcher {
   let busy = false;
   let held: Uint8Array[] = [];
-  let size = 1; // the Batch type byte
+  let size = o.baseSize;
   const flush = (): void => {
     if (held.length === 0) return;
-    const out = held.length === 1 ? held[0]! : encodeBatch(held);
+    const out = held.length === 1 ? held[0]! : o.join(held, size);
     held = [];
-    size = 1;
-    send(out);
+    size = o.baseSize;
+    o.send(out);
   };
   const endTurn = (): void => {
     busy = false;
@@ -48,22 +68,34 @@ export function frameBatcher(send: (message: Uint8Array) => void, schedule: (fn:
     write(frame) {
       if (!busy) {
         busy = true;
-        send(frame);
-        schedule(endTurn);
+        o.send(frame);
+        o.schedule(endTurn);
         return;
       }
-      const entry = BATCH_ENTRY_OVERHEAD + frame.length;
-      if (1 + entry > maxBytes || !canBatch(frame)) {
-        // Too big to share a Batch, or a frame no Batch may carry: alone, after what is held.
+      const entry = o.entrySize(frame);
+      if (entry < 0 || o.baseSize + entry > o.maxBytes) {
+        // Too big to share a message, or a frame no batch may carry: alone, after what is held.
         flush();
-        send(frame);
+        o.send(frame);
         return;
       }
-      if (size + entry > maxBytes) flush();
+      if (size + entry > o.maxBytes) flush();
       held.push(frame);
       size += entry;
     },
     flush,
     pendingBytes: () => (held.length === 0 ? 0 : size),
   };
+}
+
+/** Lease frames joined into Batch frames (`len(2) | frame` entries after the type byte). */
+export function frameBatcher(send: (message: Uint8Array) => void, schedule: (fn: () => void) => void, maxBatch = MAX_BATCH): FrameBatcher {
+  return turnBatcher({
+    send,
+    schedule,
+    join: (frames) => encodeBatch(frames),
+    entrySize: (f) => (canBatch(f) ? BATCH_ENTRY_OVERHEAD + f.length : -1),
+    baseSize: 1, // the Batch type byte
+    maxBytes: Math.min(maxBatch, MAX_BATCH),
+  });
 }

@@ -6,6 +6,7 @@
  */
 import type { Socket } from 'node:net';
 import type { WebSocket } from 'ws';
+import { turnBatcher } from '../../../src/lease/batcher.ts';
 
 export interface ByteConn {
   readonly kind: 'derp' | 'websocket';
@@ -124,34 +125,14 @@ export const COALESCE_MAX = 64 << 10;
  * through the relay arrives in runs of dozens of frames.
  */
 export function coalescingWriter(send: (b: Uint8Array) => void): { write(b: Uint8Array): void; pendingBytes(): number } {
-  let busy = false;
-  let parts: Uint8Array[] = [];
-  let bytes = 0;
-  const flush = (): void => {
-    if (parts.length === 0) return;
-    const out = parts.length === 1 ? parts[0]! : Buffer.concat(parts, bytes);
-    parts = [];
-    bytes = 0;
-    send(out);
-  };
-  const endTurn = (): void => {
-    busy = false;
-    flush();
-  };
-  return {
-    write(b) {
-      if (!busy) {
-        busy = true;
-        send(b);
-        process.nextTick(endTurn);
-        return;
-      }
-      if (bytes + b.length > COALESCE_MAX) flush();
-      parts.push(b);
-      bytes += b.length;
-    },
-    pendingBytes: () => bytes,
-  };
+  return turnBatcher({
+    send,
+    schedule: (fn) => process.nextTick(fn),
+    join: (frames, size) => Buffer.concat(frames, size),
+    entrySize: (f) => f.length,
+    baseSize: 0,
+    maxBytes: COALESCE_MAX,
+  });
 }
 
 /**
