@@ -79,7 +79,8 @@ export class ChaCha20Poly1305OpenSSH implements PacketCipher {
     const polyKey = chacha20(this.mainKey, nonce, new Uint8Array(32), undefined, 0);
     const expect = poly1305(body, polyKey);
     if (!equalBytes(expect, tag)) throw new SshError('SSH_MAC', `packet ${seq}: Poly1305 tag mismatch`);
-    return chacha20(this.mainKey, nonce, body.slice(4), undefined, 1);
+    // A view, not a copy: chacha20 writes its output to a new array and leaves the input alone.
+    return chacha20(this.mainKey, nonce, body.subarray(4), undefined, 1);
   }
 
   seal(seq: number, plain: Uint8Array): Uint8Array {
