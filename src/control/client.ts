@@ -23,6 +23,7 @@ import {
   type SelfInfo,
   type ServerMessage,
 } from './messages.ts';
+import type { SshPolicyRule } from './messages.ts';
 import type { PacketFilter } from '../policy/types.ts';
 import { FilterState } from './filter-sets.ts';
 
@@ -151,6 +152,8 @@ export class NetmapView {
   relays: RelayMap = { regions: [] };
   readonly filterState = new FilterState();
   seq = 0;
+  /** The `ssh` rules for this node's built-in SSH server (empty unless it asked for them). */
+  ssh: SshPolicyRule[] = [];
 
   /** The inbound packet filter, materialized from rules and source sets. */
   get filter(): PacketFilter {
@@ -167,6 +170,8 @@ export class NetmapView {
     }
     if (m.self) this.self = m.self;
     if (m.relays) this.relays = m.relays;
+    if (m.ssh) this.ssh = m.ssh;
+    else if (m.full) this.ssh = [];
     this.filterState.apply(m);
     for (const p of m.peersChanged ?? []) this.peers.set(p.id, p);
     for (const id of m.peersRemoved ?? []) this.peers.delete(id);

@@ -96,6 +96,8 @@ export interface MapRequest {
   homeRelay: number;
   /** false: one full map, then control closes the stream. */
   stream: boolean;
+  /** The node runs the built-in SSH server (`pierce up --ssh`): control sends it `ssh` rules. */
+  sshServer?: boolean;
 }
 export interface UpdateRequest {
   t: 'update';
@@ -135,6 +137,22 @@ export interface MapResponse {
   sets?: Record<string, string[]>;
   /** Members that joined or left source sets the node has. */
   setsPatch?: SetPatch[];
+  /** For a node with the built-in SSH server: the policy's `ssh` rules that reach it, complete
+   * whenever present (in full maps and when they change). */
+  ssh?: SshPolicyRule[];
+}
+
+/** One `ssh` rule as a node enforces it: tailnet addresses that may log in, as which users. */
+export interface SshPolicyRule {
+  action: 'accept' | 'check';
+  /** Source nodes' tailnet IPs ("100.64.0.3", "fd7a:115c:a1e0::3"). */
+  principals: string[];
+  /** "root", "autogroup:nonroot", "localpart:*@domain" or login names. */
+  users: string[];
+  /** Environment variable names (with * wildcards) the client may set. */
+  acceptEnv?: string[];
+  /** The rule's index in the policy's `ssh` section (for audit lines). */
+  rule: number;
 }
 export interface ErrorMessage {
   t: 'error';
@@ -223,6 +241,7 @@ export function parseClientMessage(v: unknown): ClientMessage {
         endpoints: endpoints(o) ?? [],
         homeRelay: optInt(o, 'homeRelay', 65535) ?? 0,
         stream: optBool(o, 'stream') ?? true,
+        ...(optBool(o, 'sshServer') ? { sshServer: true } : {}),
       };
     case 'update': {
       const m: UpdateRequest = { t: 'update' };

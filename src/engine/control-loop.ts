@@ -109,7 +109,7 @@ export class ControlLoop {
     this.registered = true;
     this.loginUrl = undefined;
     this.view = new NetmapView();
-    this.conn.send({ t: 'map', discoKey: o.keys.disco.public().toString(), endpoints: this.report.endpoints ?? [], homeRelay: this.report.homeRelay ?? 0, stream: true });
+    this.conn.send({ t: 'map', discoKey: o.keys.disco.public().toString(), endpoints: this.report.endpoints ?? [], homeRelay: this.report.homeRelay ?? 0, stream: true, ...(o.sshServer ? { sshServer: true } : {}) });
     this.backoff.reset();
     await done;
   }

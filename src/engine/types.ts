@@ -118,6 +118,8 @@ export interface EngineOptions {
   authKey?: string;
   tags?: string[];
   ephemeral?: boolean;
+  /** Asks control for the policy's `ssh` rules (the node runs the built-in SSH server). */
+  sshServer?: boolean;
   keys: EngineKeys;
   /** The pinned control key, when known. */
   serverKey?: MachinePublic;

@@ -11,3 +11,4 @@ export { compileFilter, mergeFilter, filterAllows, compileMatcher, aggregatePref
 export { runPolicyTests, checkPolicy, describeRule } from './tests.ts';
 export { DEFAULT_PROTOS, PROTO, parseProto, parsePorts, formatPorts } from './ports.ts';
 export { MAX_DEPTH } from './hujson.ts';
+export { sshAccess, envAccepted, isLoginName, type SshAccess, type SshAccessRequest } from './ssh-access.ts';

@@ -22,6 +22,7 @@ import type { Identity, Policy, PortRange, Rule } from '../../../src/policy/inde
 import type { NodeRecord } from '../store/types.ts';
 import { materializeFilter } from '../../../src/control/filter-sets.ts';
 import { SrcSetRegistry, hostPrefixes, type SrcSet } from './srcsets.ts';
+import { sshRulesFor } from './ssh-rules.ts';
 
 /** Where a connected node's map messages go; `send` gets the fields after "t" and "seq". */
 export interface MapSink {
@@ -32,6 +33,8 @@ export interface LiveReport {
   discoKey?: string;
   endpoints?: string[];
   homeRelay?: number;
+  /** The node runs the built-in SSH server and gets `ssh` rules. */
+  sshServer?: boolean;
 }
 
 interface Pending {
@@ -42,6 +45,8 @@ interface Pending {
   filter: boolean;
   relays: boolean;
   setPatches: string[];
+  /** New `ssh` rules JSON for an SSH-server node. */
+  ssh?: string;
 }
 
 /** One node as the netmap holds it. */
@@ -57,6 +62,9 @@ export class MapNode {
   /** The class filter signature last sent to this node, and the source sets it holds. */
   sentFilter: string | undefined;
   sentSets = new Set<string>();
+  /** Runs the built-in SSH server; the `ssh` rules JSON last sent to it. */
+  sshServer = false;
+  sentSsh: string | undefined;
   private peerJsonCache: string | undefined;
   private selfJsonCache: string | undefined;
 
@@ -181,6 +189,9 @@ export class Netmap {
   private relaysJson: string;
   private flushScheduled = false;
   private readonly dirty = new Set<MapNode>();
+  /** Nodes running the built-in SSH server, and whether their `ssh` rules may have changed. */
+  private readonly sshNodes = new Set<MapNode>();
+  private sshDirty = false;
   /** Statistics for status and benchmarks. */
   readonly stats = { rebuilds: 0, lastRebuildMs: 0, flushes: 0, messages: 0 };
 
@@ -224,6 +235,7 @@ export class Netmap {
       }
       this.mark(old).self = true;
       this.fanOutChanged(old);
+      if (identityChanged) this.touchSsh();
       return;
     }
     const n = new MapNode(rec, userName);
@@ -282,6 +294,8 @@ export class Netmap {
     const n = this.nodes.get(id);
     if (!n) return;
     this.nodes.delete(id);
+    this.sshNodes.delete(n);
+    this.touchSsh();
     const cls = n.cls;
     cls.members.delete(n);
     for (const v of cls.visible) {
@@ -301,6 +315,9 @@ export class Netmap {
     n.sink = sink;
     n.online = true;
     this.applyReport(n, report);
+    n.sshServer = report.sshServer === true;
+    if (n.sshServer) this.sshNodes.add(n);
+    else this.sshNodes.delete(n);
     n.invalidate();
     n.pending = undefined;
     this.dirty.delete(n);
@@ -446,6 +463,26 @@ export class Netmap {
       for (const m of v.members) if (m !== n) this.addPeer(m, n.id);
     }
     for (const s of cls.memberOf) this.setChanged(s, () => s.join(n));
+    this.touchSsh();
+  }
+
+  /** Something that can change SSH principals happened (policy, membership, identity). */
+  private touchSsh(): void {
+    if (this.sshNodes.size === 0) return;
+    this.sshDirty = true;
+    this.scheduleFlush();
+  }
+
+  private sshJson(n: MapNode): string {
+    if (!this.policy) return '[]';
+    const classes = [...this.classes.values()].map((c) => ({ rep: c.rep, addrs: () => [...c.members].flatMap((m) => [m.rec.ipv4, m.rec.ipv6]) }));
+    return JSON.stringify(sshRulesFor(this.policy, classes, n.identity));
+  }
+
+  /** The `ssh` rules a node gets (admin, tests). */
+  sshRulesJsonOf(id: number): string {
+    const n = this.nodes.get(id);
+    return n ? this.sshJson(n) : '[]';
   }
 
   private setChanged(s: SrcSet, change: () => void): void {
@@ -607,6 +644,7 @@ export class Netmap {
     }
     // Nodes that were not in any class before are new to everyone who sees them now.
     for (const [n, before] of oldClassOf) if (!before) this.fanOutChanged(n);
+    this.touchSsh();
     this.stats.lastRebuildMs = performance.now() - t0;
   }
 
@@ -688,7 +726,12 @@ export class Netmap {
     const peers: string[] = [];
     this.forEachPeer(n, (p) => peers.push(p.peerJson));
     n.sentSets = new Set();
-    n.sink!.send(`"full":true,"self":${n.selfJson},"peers":[${peers.join(',')}],"relays":${this.relaysJson},${this.filterParts(n)}`);
+    let ssh = '';
+    if (n.sshServer) {
+      n.sentSsh = this.sshJson(n);
+      ssh = `,"ssh":${n.sentSsh}`;
+    }
+    n.sink!.send(`"full":true,"self":${n.selfJson},"peers":[${peers.join(',')}],"relays":${this.relaysJson},${this.filterParts(n)}${ssh}`);
     this.stats.messages++;
   }
 
@@ -712,6 +755,14 @@ export class Netmap {
   flush(): void {
     this.flushScheduled = false;
     this.queueSetPatches();
+    if (this.sshDirty) {
+      this.sshDirty = false;
+      for (const n of this.sshNodes) {
+        if (!n.sink) continue;
+        const j = this.sshJson(n);
+        if (j !== n.sentSsh) this.mark(n).ssh = j;
+      }
+    }
     let count = 0;
     for (const n of this.dirty) {
       const p = n.pending;
@@ -732,6 +783,10 @@ export class Netmap {
       if (p.relays) parts.push(`"relays":${this.relaysJson}`);
       if (p.setPatches.length) parts.push(`"setsPatch":[${p.setPatches.join(',')}]`);
       if (p.filter && n.sentFilter !== n.cls.filterSig) parts.push(this.filterParts(n));
+      if (p.ssh !== undefined && p.ssh !== n.sentSsh) {
+        n.sentSsh = p.ssh;
+        parts.push(`"ssh":${p.ssh}`);
+      }
       if (parts.length === 0) continue;
       n.sink.send(parts.join(','));
       count++;

@@ -115,7 +115,7 @@ export class ControlSession implements MapSink {
         this.host.claim(id, this);
         this.streaming = true;
         state.connected(id);
-        state.netmap.attach(id, this, { discoKey: m.discoKey, endpoints: m.endpoints, homeRelay: m.homeRelay });
+        state.netmap.attach(id, this, { discoKey: m.discoKey, endpoints: m.endpoints, homeRelay: m.homeRelay, ...(m.sshServer ? { sshServer: true } : {}) });
         if (!m.stream) this.close(1000, 'map sent');
         return;
       }
