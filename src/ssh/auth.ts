@@ -51,6 +51,18 @@ const SERVICE = 'ssh-connection';
 
 type Outcome = { ok: true } | { ok: false; methods: string[]; partial: boolean };
 
+/** The last banner of each exchange: a server that refuses by policy says why in one. */
+const lastBanner = new WeakMap<AuthChannel, string>();
+
+/** Separates the server's own words in an SSH_AUTH_FAILED message (see `authFailureReason`). */
+const SERVER_SAID = '; the server said: ';
+
+/** The server's banner text carried by an SSH_AUTH_FAILED message, if it sent one. */
+export function authFailureReason(message: string): string | undefined {
+  const i = message.indexOf(SERVER_SAID);
+  return i < 0 ? undefined : message.slice(i + SERVER_SAID.length);
+}
+
 /** Reads replies until SUCCESS or FAILURE; `onOther` handles method-specific messages (60–79). */
 async function outcome(c: AuthChannel, opts: AuthOptions, onOther?: (p: Uint8Array) => Promise<void>): Promise<Outcome> {
   for (;;) {
@@ -65,6 +77,7 @@ async function outcome(c: AuthChannel, opts: AuthOptions, onOther?: (p: Uint8Arr
     }
     if (type === MSG_USERAUTH_BANNER) {
       const msg = r.text();
+      lastBanner.set(c, msg);
       try {
         opts.onBanner?.(msg);
       } catch {
@@ -166,8 +179,9 @@ export async function authenticate(c: AuthChannel, opts: AuthOptions): Promise<s
     if (res.ok) return method;
     allowed = res.methods;
   }
+  const said = lastBanner.get(c)?.replace(/[\r\n]+/g, ' ').trim().slice(0, 300);
   throw new SshError(
     'SSH_AUTH_FAILED',
-    `authentication failed for ${user} (tried ${tried.join(', ') || 'nothing'}; the server allows ${allowed.join(', ') || 'nothing'})`,
+    `authentication failed for ${user} (tried ${tried.join(', ') || 'nothing'}; the server allows ${allowed.join(', ') || 'nothing'})${said ? SERVER_SAID + said : ''}`,
   );
 }

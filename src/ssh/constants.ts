@@ -41,12 +41,17 @@ export const MSG_CHANNEL_FAILURE = 100;
 export const DISCONNECT_PROTOCOL_ERROR = 2;
 export const DISCONNECT_KEY_EXCHANGE_FAILED = 3;
 export const DISCONNECT_MAC_ERROR = 5;
+export const DISCONNECT_SERVICE_NOT_AVAILABLE = 7;
 export const DISCONNECT_HOST_KEY_NOT_VERIFIABLE = 9;
 export const DISCONNECT_BY_APPLICATION = 11;
 export const DISCONNECT_NO_MORE_AUTH_METHODS = 14;
 
-/** Channel open failure: administratively prohibited (RFC 4254 §5.1). */
+/** Channel open failure reason codes (RFC 4254 §5.1). */
 export const OPEN_ADMINISTRATIVELY_PROHIBITED = 1;
+export const OPEN_UNKNOWN_CHANNEL_TYPE = 3;
+export const OPEN_RESOURCE_SHORTAGE = 4;
+/** SSH_MSG_USERAUTH_PK_OK (RFC 4252 §7): the publickey-specific meaning of 60. */
+export const MSG_USERAUTH_PK_OK = 60;
 /** Extended data type for stderr (RFC 4254 §5.2). */
 export const EXTENDED_DATA_STDERR = 1;
 

@@ -1,5 +1,5 @@
 /**
- * SSH errors. Every failure of the SSH client is an `SshError` (a `PierceError`) with one of
+ * SSH errors. Every failure of the SSH client and server is an `SshError` (a `PierceError`) with one of
  * these stable codes; a failure closes only the connection it happened on.
  */
 import { PierceError } from '../errors.ts';

@@ -104,9 +104,9 @@ export interface Negotiated {
   hostKey: string;
   encC2S: string;
   encS2C: string;
-  /** The server offered kex-strict-s-v00@openssh.com (and we offered -c-). */
+  /** The client offered kex-strict-c-v00@openssh.com and the server kex-strict-s-v00@openssh.com. */
   strict: boolean;
-  /** The server sent a guessed KEX packet that is wrong and must be ignored. */
+  /** The peer sent a guessed KEX packet that is wrong and must be ignored. */
   ignoreGuess: boolean;
 }
 
@@ -118,8 +118,17 @@ function pick(what: string, client: string[], server: string[]): string {
   return found;
 }
 
-/** RFC 4253 §7.1: for each list, the first client algorithm the server also supports. */
-export function negotiate(c: KexInit, s: KexInit): Negotiated {
+/** What the server role offers: the same algorithms, with the server's strict-KEX marker. */
+export function serverKexInit(cookie: Uint8Array): KexInit {
+  return { ...clientKexInit(cookie), kex: [KEX_CURVE25519, KEX_CURVE25519_LIBSSH, KEX_STRICT_SERVER] };
+}
+
+/**
+ * RFC 4253 §7.1: for each list, the first client algorithm the server also supports.
+ * `guessFrom` is the side whose first_kex_packet_follows matters to us (the peer): when its
+ * guess is wrong, `ignoreGuess` tells us to drop its next key exchange packet.
+ */
+export function negotiate(c: KexInit, s: KexInit, guessFrom: 'client' | 'server' = 'server'): Negotiated {
   const realKex = (l: string[]): string[] => l.filter((a) => a !== KEX_STRICT_CLIENT && a !== KEX_STRICT_SERVER && !a.startsWith('ext-info-'));
   const kex = pick('key exchange', realKex(c.kex), realKex(s.kex));
   const hostKey = pick('host key', c.hostKey, s.hostKey);
@@ -127,8 +136,11 @@ export function negotiate(c: KexInit, s: KexInit): Negotiated {
   const encS2C = pick('server-to-client cipher', c.encS2C, s.encS2C);
   pick('client-to-server compression', c.compC2S, s.compC2S);
   pick('server-to-client compression', c.compS2C, s.compS2C);
-  const ignoreGuess = s.firstKexFollows && (realKex(s.kex)[0] !== kex || s.hostKey[0] !== hostKey);
-  return { kex, hostKey, encC2S, encS2C, strict: s.kex.includes(KEX_STRICT_SERVER), ignoreGuess };
+  const g = guessFrom === 'server' ? s : c;
+  const ignoreGuess = g.firstKexFollows && (realKex(g.kex)[0] !== kex || g.hostKey[0] !== hostKey);
+  // OpenSSH PROTOCOL §1.10: strict KEX is in force only when both sides offer their marker.
+  const strict = c.kex.includes(KEX_STRICT_CLIENT) && s.kex.includes(KEX_STRICT_SERVER);
+  return { kex, hostKey, encC2S, encS2C, strict, ignoreGuess };
 }
 
 /** An ephemeral X25519 key pair for one exchange. */
@@ -142,14 +154,14 @@ export function ecdhKeyPair(random: (n: number) => Uint8Array): EcdhKeyPair {
   return { priv, pub: x25519.getPublicKey(priv) };
 }
 
-/** X25519 shared secret; SSH_KEX for a bad or low-order server point (RFC 8731 §3). */
-export function ecdhShared(priv: Uint8Array, serverPub: Uint8Array): Uint8Array {
-  if (serverPub.length !== 32) throw new SshError('SSH_KEX', `server ephemeral key is ${serverPub.length} bytes, not 32`);
+/** X25519 shared secret; SSH_KEX for a bad or low-order peer point (RFC 8731 §3). */
+export function ecdhShared(priv: Uint8Array, peerPub: Uint8Array): Uint8Array {
+  if (peerPub.length !== 32) throw new SshError('SSH_KEX', `peer ephemeral key is ${peerPub.length} bytes, not 32`);
   let k: Uint8Array;
   try {
-    k = x25519.getSharedSecret(priv, serverPub);
+    k = x25519.getSharedSecret(priv, peerPub);
   } catch (e) {
-    throw new SshError('SSH_KEX', 'server ephemeral key is invalid', { cause: e });
+    throw new SshError('SSH_KEX', 'peer ephemeral key is invalid', { cause: e });
   }
   if (isZero(k)) throw new SshError('SSH_KEX', 'X25519 shared secret is all zero');
   return k;

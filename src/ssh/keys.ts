@@ -107,3 +107,29 @@ export class SshEd25519Key {
     return fingerprintSha256(this.publicBlob());
   }
 }
+
+// ---- Host keys (server role) ----------------------------------------------------------------
+
+/** A new ed25519 host key: its 32-byte private seed (keep it secret; `serveSsh` signs with it). */
+export function generateHostKeySeed(random: RandomSource = cryptoRandom): Uint8Array {
+  return random(32);
+}
+
+/** The ssh-ed25519 public key blob of a host key seed. */
+export function hostKeyPublicBlob(seed: Uint8Array): Uint8Array {
+  return SshEd25519Key.fromSeed(seed).publicBlob();
+}
+
+/** OpenSSH public key line `ssh-ed25519 AAAA… [comment]` for a public key blob. */
+export function publicKeyLine(blob: Uint8Array, comment = ''): string {
+  const line = `${keyBlobType(blob)} ${toBase64(blob)}`;
+  return comment ? `${line} ${comment}` : line;
+}
+
+/**
+ * A `known_hosts` line for `host` (and `port`: OpenSSH writes `[host]:port` for ports other
+ * than 22), e.g. `[127.0.0.1]:2222 ssh-ed25519 AAAA…`.
+ */
+export function knownHostsLine(host: string, port: number, blob: Uint8Array): string {
+  return `${port === 22 ? host : `[${host}]:${port}`} ${publicKeyLine(blob)}`;
+}

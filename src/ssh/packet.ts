@@ -53,8 +53,13 @@ export class PacketDecoder {
   private preLines = 0;
   /** Decrypted length of the packet whose header has been read (-1: none yet). */
   private pendingLen = -1;
-  /** The server's identification line, once seen. */
+  /** The peer's identification line, once seen (named for the client role; a server reads the client's here). */
   serverVersion: string | undefined;
+  /**
+   * Lines accepted before the identification line: RFC 4253 §4.2 lets only a server send them,
+   * so the server role sets 0 (as sshd does).
+   */
+  maxPreLines = MAX_PRE_BANNER_LINES;
   cipher: PacketCipher = noneCipher;
   /** Sequence number of the next packet to be received (uint32, wraps). */
   seq = 0;
@@ -87,7 +92,7 @@ export class PacketDecoder {
       const avail = this.buf.subarray(this.start, this.end);
       const nl = avail.indexOf(0x0a);
       if (nl < 0) {
-        if (avail.length > MAX_VERSION_LINE * 4) throw new SshError('SSH_PROTOCOL', 'no identification line from the server');
+        if (avail.length > MAX_VERSION_LINE * 4) throw new SshError('SSH_PROTOCOL', 'no identification line from the peer');
         return undefined;
       }
       let line = avail.subarray(0, nl);
@@ -99,7 +104,9 @@ export class PacketDecoder {
         parseVersionLine(text);
         return text;
       }
-      if (++this.preLines > MAX_PRE_BANNER_LINES) throw new SshError('SSH_PROTOCOL', 'too many lines before the identification line');
+      if (++this.preLines > this.maxPreLines) {
+        throw new SshError('SSH_PROTOCOL', this.maxPreLines === 0 ? 'the peer sent something other than an identification line' : 'too many lines before the identification line');
+      }
     }
   }
 

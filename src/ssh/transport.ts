@@ -1,7 +1,11 @@
 /**
- * The SSH transport layer (RFC 4253) over any byte duplex: identification exchange, binary
- * packets, key exchange (curve25519-sha256, ssh-ed25519 host keys, chacha20-poly1305@openssh.com)
- * with OpenSSH's strict KEX, and re-keys started by either side.
+ * The SSH transport layer (RFC 4253) over any byte duplex, for both roles: identification
+ * exchange, binary packets, key exchange (curve25519-sha256, ssh-ed25519 host keys,
+ * chacha20-poly1305@openssh.com / aes256-gcm@openssh.com) with OpenSSH's strict KEX, and re-keys
+ * started by either side (or by us after `rekeyAfterBytes`).
+ *
+ *   client role: new SshTransport(duplex, { verifyHostKey })      sends KEX_ECDH_INIT, checks the host key
+ *   server role: new SshTransport(duplex, { role: 'server', hostKey })  answers KEX_ECDH_REPLY, signs H
  *
  * Strict KEX (OpenSSH PROTOCOL, "kex-strict-*-v00@openssh.com"): when both sides offer it, the
  * server's first packet must be KEXINIT, no other message may arrive during the initial key
@@ -33,6 +37,7 @@ import { SshError, toSshError } from './errors.ts';
 import {
   clientKexInit,
   deriveKey,
+  serverKexInit,
   ecdhKeyPair,
   ecdhShared,
   encodeKexInit,
@@ -42,7 +47,7 @@ import {
   type EcdhKeyPair,
   type Negotiated,
 } from './kex.ts';
-import { fingerprintSha256, keyBlobType, verifyEd25519 } from './keys.ts';
+import { fingerprintSha256, keyBlobType, verifyEd25519, type SshEd25519Key } from './keys.ts';
 import { PacketDecoder, encodePacket } from './packet.ts';
 
 /** A reliable, ordered byte stream: a TCP socket, a netstack connection, a WebSocket, … */
@@ -57,14 +62,31 @@ export interface SshDuplex {
 /** Decides whether to trust the server's host key (blob as on the wire, fingerprint `SHA256:…`). */
 export type HostKeyVerifier = (keyBlob: Uint8Array, fingerprint: string) => boolean | Promise<boolean>;
 
-export interface TransportOptions {
-  verifyHostKey: HostKeyVerifier;
+interface CommonTransportOptions {
   random?: RandomSource;
+  /** Start a re-key after sending this many bytes since the last one; default 1 GiB (OpenSSH's RekeyLimit default is similar). */
+  rekeyAfterBytes?: number;
+}
+
+/** The client role (the default). */
+export interface TransportOptions extends CommonTransportOptions {
+  role?: 'client';
+  verifyHostKey: HostKeyVerifier;
   /** Our identification string, default `SSH-2.0-Pierce_0.1`. */
   clientVersion?: string;
 }
 
+/** The server role: answers key exchanges with `hostKey`. */
+export interface ServerTransportOptions extends CommonTransportOptions {
+  role: 'server';
+  hostKey: SshEd25519Key;
+  /** Our identification string, default `SSH-2.0-Pierce_1.0`. */
+  serverVersion?: string;
+}
+
 export const DEFAULT_CLIENT_VERSION = 'SSH-2.0-Pierce_0.1';
+export const DEFAULT_SERVER_VERSION = 'SSH-2.0-Pierce_1.0';
+const DEFAULT_REKEY_BYTES = 1024 * 1024 * 1024;
 
 interface KexState {
   ourInit: Uint8Array;
@@ -82,11 +104,14 @@ interface KexState {
 }
 
 export class SshTransport {
-  readonly clientVersion: string;
+  readonly role: 'client' | 'server';
+  /** The client's identification line (ours in the client role; the peer's, once read, in the server role). */
+  clientVersion: string | undefined;
+  /** The server's identification line (the peer's in the client role; ours in the server role). */
   serverVersion: string | undefined;
   /** H of the first key exchange (RFC 4253 §7.2). */
   sessionId: Uint8Array | undefined;
-  /** The server's host key blob. */
+  /** The server's host key blob (in the server role, ours). */
   hostKey: Uint8Array | undefined;
   /** Negotiated algorithms of the latest key exchange. */
   algorithms: Negotiated | undefined;
@@ -101,6 +126,10 @@ export class SshTransport {
   private readonly random: RandomSource;
   private txCipher: PacketCipher = noneCipher;
   private txSeq = 0;
+  /** Bytes written since the last key exchange began. */
+  private txBytes = 0;
+  private readonly rekeyAfterBytes: number;
+  private readonly serverKey: SshEd25519Key | undefined;
   private kex: KexState | undefined;
   private kexCount = 0;
   private strict = false;
@@ -112,10 +141,21 @@ export class SshTransport {
 
   constructor(
     private readonly duplex: SshDuplex,
-    private readonly opts: TransportOptions,
+    private readonly opts: TransportOptions | ServerTransportOptions,
   ) {
     this.random = opts.random ?? cryptoRandom;
-    this.clientVersion = opts.clientVersion ?? DEFAULT_CLIENT_VERSION;
+    this.rekeyAfterBytes = opts.rekeyAfterBytes ?? DEFAULT_REKEY_BYTES;
+    let ours: string;
+    if (opts.role === 'server') {
+      this.role = 'server';
+      this.serverKey = opts.hostKey;
+      this.hostKey = opts.hostKey.publicBlob();
+      ours = this.serverVersion = opts.serverVersion ?? DEFAULT_SERVER_VERSION;
+      this.decoder.maxPreLines = 0;
+    } else {
+      this.role = 'client';
+      ours = this.clientVersion = opts.clientVersion ?? DEFAULT_CLIENT_VERSION;
+    }
     this.ready = new Promise((res, rej) => {
       this.resolveReady = res;
       this.rejectReady = rej;
@@ -123,8 +163,13 @@ export class SshTransport {
     this.ready.catch(() => {}); // observed through closedWith / onClose as well
     duplex.onData((b) => this.receive(b));
     duplex.onClose((err) => this.fail(new SshError('SSH_CLOSED', 'the connection closed' + (err ? `: ${(err as Error).message ?? err}` : ''), { cause: err }), false));
-    duplex.write(utf8(`${this.clientVersion}\r\n`));
+    duplex.write(utf8(`${ours}\r\n`));
     this.startKex();
+  }
+
+  /** The peer's identification line, once received. */
+  get peerVersion(): string | undefined {
+    return this.role === 'client' ? this.serverVersion : this.clientVersion;
   }
 
   /** Whether strict KEX (kex-strict-s-v00@openssh.com) is in force. */
@@ -145,7 +190,16 @@ export class SshTransport {
   send(payload: Uint8Array): void {
     if (this.closedWith) throw this.closedWith;
     if (this.kex) this.held.push(payload);
-    else this.writePacket(payload);
+    else {
+      this.writePacket(payload);
+      if (this.txBytes >= this.rekeyAfterBytes) this.rekey();
+    }
+  }
+
+  /** Starts a key exchange now (no-op while one runs, before the first completes, or after close). */
+  rekey(): void {
+    if (this.closedWith || this.kex || this.kexCount === 0) return;
+    this.startKex();
   }
 
   /** Closes with SSH_MSG_DISCONNECT (by application) and SSH_CLOSED. */
@@ -183,6 +237,7 @@ export class SshTransport {
   private writePacket(payload: Uint8Array): void {
     const wire = encodePacket(this.txCipher, this.txSeq, payload, this.random);
     this.txSeq = (this.txSeq + 1) >>> 0;
+    this.txBytes += wire.length;
     this.duplex.write(wire);
   }
 
@@ -195,17 +250,26 @@ export class SshTransport {
         const p = this.decoder.next();
         if (p === undefined) break;
         this.currentSeq = (this.decoder.seq - 1) >>> 0;
-        if (this.serverVersion === undefined) this.serverVersion = this.decoder.serverVersion;
+        this.notePeerVersion();
         this.dispatch(p);
       }
-      if (this.serverVersion === undefined) this.serverVersion = this.decoder.serverVersion;
+      this.notePeerVersion();
     } catch (e) {
       this.fail(toSshError(e));
     }
   }
 
+  private notePeerVersion(): void {
+    const v = this.decoder.serverVersion;
+    if (v === undefined) return;
+    if (this.role === 'client') this.serverVersion ??= v;
+    else this.clientVersion ??= v;
+  }
+
   private startKex(): void {
-    const init = encodeKexInit(clientKexInit(this.random(16)));
+    this.txBytes = 0;
+    const cookie = this.random(16);
+    const init = encodeKexInit(this.role === 'client' ? clientKexInit(cookie) : serverKexInit(cookie));
     this.kex = { ourInit: init, hostKeyOk: false, sentNewKeys: false, gotNewKeys: false, ignoreNext: false };
     this.writePacket(init);
   }
@@ -218,7 +282,7 @@ export class SshTransport {
       r.byte();
       const code = r.uint32();
       const desc = fromUtf8(r.string());
-      throw new SshError('SSH_DISCONNECTED', `server disconnected (reason ${code}): ${desc}`);
+      throw new SshError('SSH_DISCONNECTED', `${this.role === 'client' ? 'server' : 'client'} disconnected (reason ${code}): ${desc}`);
     }
     if (initial && this.strict && (type < MSG_KEXINIT || type > MSG_KEX_ECDH_REPLY)) {
       throw new SshError('SSH_PROTOCOL', `message ${type} during the initial strict key exchange`);
@@ -231,7 +295,8 @@ export class SshTransport {
         this.kex.ignoreNext = false;
         return;
       }
-      if (type === MSG_KEX_ECDH_REPLY) return this.onEcdhReply(p);
+      if (type === MSG_KEX_ECDH_REPLY && this.role === 'client') return this.onEcdhReply(p);
+      if (type === MSG_KEX_ECDH_INIT && this.role === 'server') return this.onEcdhInit(p);
       if (type === MSG_NEWKEYS) return this.onNewKeys(p);
       throw new SshError('SSH_PROTOCOL', `unexpected key exchange message ${type}`);
     }
@@ -243,12 +308,12 @@ export class SshTransport {
     if (this.kex?.theirInit) throw new SshError('SSH_PROTOCOL', 'second KEXINIT during a key exchange');
     const theirs = parseKexInit(p);
     if (!this.kex) {
-      // A re-key started by the server.
+      // A re-key started by the peer.
       this.startKex();
     }
     const kex = this.kex!;
     const ours = parseKexInit(kex.ourInit);
-    const neg = negotiate(ours, theirs);
+    const neg = this.role === 'client' ? negotiate(ours, theirs, 'server') : negotiate(theirs, ours, 'client');
     if (this.kexCount === 0) {
       this.strict = neg.strict;
       if (this.strict && this.decoder.received !== 1) throw new SshError('SSH_PROTOCOL', 'strict KEX: KEXINIT was not the first packet');
@@ -256,8 +321,40 @@ export class SshTransport {
     kex.theirInit = p;
     kex.neg = neg;
     kex.ignoreNext = neg.ignoreGuess;
+    if (this.role === 'server') return; // the client speaks next: KEX_ECDH_INIT
     kex.ecdh = ecdhKeyPair(this.random);
     this.writePacket(new SshWriter(48).byte(MSG_KEX_ECDH_INIT).string(kex.ecdh.pub).bytes());
+  }
+
+  /** Server role (RFC 5656 §4 / RFC 8731): Q_C in, K_S || Q_S || signature of H out, then NEWKEYS. */
+  private onEcdhInit(p: Uint8Array): void {
+    const kex = this.kex!;
+    if (kex.rxPending) throw new SshError('SSH_PROTOCOL', 'second KEX_ECDH_INIT in one key exchange');
+    const r = new SshReader(p, 'KEX_ECDH_INIT');
+    r.byte();
+    const clientPub = Uint8Array.from(r.string());
+    r.end();
+    const eph = ecdhKeyPair(this.random);
+    const shared = ecdhShared(eph.priv, clientPub);
+    const hostKey = this.hostKey!;
+    const h = exchangeHash({
+      clientVersion: this.clientVersion!,
+      serverVersion: this.serverVersion!,
+      clientKexInit: kex.theirInit!,
+      serverKexInit: kex.ourInit,
+      hostKeyBlob: hostKey,
+      clientPub,
+      serverPub: eph.pub,
+      shared,
+    });
+    const sid = this.sessionId ?? h;
+    kex.txPending = makeCipher(kex.neg!.encS2C, (kind, len) => deriveKey(shared, h, kind === 'iv' ? 'B' : 'D', sid, len));
+    kex.rxPending = makeCipher(kex.neg!.encC2S, (kind, len) => deriveKey(shared, h, kind === 'iv' ? 'A' : 'C', sid, len));
+    shared.fill(0);
+    eph.priv.fill(0);
+    const sig = this.serverKey!.sign(h);
+    this.writePacket(new SshWriter(256).byte(MSG_KEX_ECDH_REPLY).string(hostKey).string(eph.pub).string(sig).bytes());
+    this.sendNewKeys(kex, h);
   }
 
   private onEcdhReply(p: Uint8Array): void {
@@ -273,7 +370,7 @@ export class SshTransport {
     if (keyType !== kex.neg!.hostKey) throw new SshError('SSH_KEX', `host key is ${keyType}, negotiated ${kex.neg!.hostKey}`);
     const shared = ecdhShared(kex.ecdh.priv, serverPub);
     const h = exchangeHash({
-      clientVersion: this.clientVersion,
+      clientVersion: this.clientVersion!,
       serverVersion: this.serverVersion!,
       clientKexInit: kex.ourInit,
       serverKexInit: kex.theirInit!,
@@ -295,7 +392,8 @@ export class SshTransport {
       this.sendNewKeys(kex, h);
       return;
     }
-    const verdict = (async () => this.opts.verifyHostKey(hostKey, fingerprintSha256(hostKey)))();
+    const verify = (this.opts as TransportOptions).verifyHostKey;
+    const verdict = (async () => verify(hostKey, fingerprintSha256(hostKey)))();
     verdict.then(
       (ok) => {
         if (this.closedWith || this.kex !== kex) return;
@@ -332,6 +430,7 @@ export class SshTransport {
     const kex = this.kex!;
     if (p.length !== 1) throw new SshError('SSH_PROTOCOL', 'NEWKEYS with trailing bytes');
     if (!kex.rxPending || kex.gotNewKeys) throw new SshError('SSH_PROTOCOL', 'NEWKEYS before the key exchange reply');
+    // A client may send NEWKEYS only after reading ours (it needs KEX_ECDH_REPLY first), so in the server role rxPending implies sentNewKeys.
     this.decoder.cipher = kex.rxPending;
     if (this.strict) this.decoder.seq = 0;
     kex.gotNewKeys = true;
