@@ -15,7 +15,9 @@ import {
   CONTROL_PROTOCOL_VERSION,
   CONTROL_SUBPROTOCOL,
   ControlError,
+  MAX_AUDIT_EVENTS,
   parseServerMessage,
+  type AuditEvent,
   type ClientMessage,
   type MapResponse,
   type PeerInfo,
@@ -139,9 +141,59 @@ export class ControlConnection {
     for (const c of sealMessage(this.session, encodeJson(m))) this.ws.send(c);
   }
 
+  /** Sends SSH audit events (in messages of at most MAX_AUDIT_EVENTS); throws when closed. Use AuditSender to queue across reconnects. */
+  audit(events: AuditEvent[]): void {
+    for (let i = 0; i < events.length; i += MAX_AUDIT_EVENTS) this.send({ t: 'audit', events: events.slice(i, i + MAX_AUDIT_EVENTS) });
+  }
+
   close(): void {
     this.closed = true;
     this.ws.close(1000, 'bye');
+  }
+}
+
+/** Events an AuditSender keeps while disconnected; the oldest are dropped beyond this. */
+export const AUDIT_QUEUE_MAX = 256;
+
+/**
+ * Reports SSH session events to control's audit log: sent at once (in messages of at most
+ * MAX_AUDIT_EVENTS) while a registered connection is set, queued (bounded) while there is
+ * none, and flushed when one is set again. Control rate-limits what it stores per connection.
+ */
+export class AuditSender {
+  private conn: { send(m: ClientMessage): void; readonly isClosed: boolean } | undefined;
+  private readonly queue: AuditEvent[] = [];
+  /** Events dropped because the queue was full. */
+  dropped = 0;
+
+  /** The registered connection to send on (undefined while disconnected); flushes the queue. */
+  setConnection(conn: { send(m: ClientMessage): void; readonly isClosed: boolean } | undefined): void {
+    this.conn = conn;
+    this.flush();
+  }
+
+  audit(events: AuditEvent[]): void {
+    for (const e of events) this.queue.push(e);
+    if (this.queue.length > AUDIT_QUEUE_MAX) this.dropped += this.queue.splice(0, this.queue.length - AUDIT_QUEUE_MAX).length;
+    this.flush();
+  }
+
+  get pending(): number {
+    return this.queue.length;
+  }
+
+  private flush(): void {
+    const c = this.conn;
+    if (!c || c.isClosed) return;
+    while (this.queue.length) {
+      const batch = this.queue.slice(0, MAX_AUDIT_EVENTS);
+      try {
+        c.send({ t: 'audit', events: batch });
+      } catch {
+        return; // closed meanwhile: keep them for the next connection
+      }
+      this.queue.splice(0, batch.length);
+    }
   }
 }
 

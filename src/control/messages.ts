@@ -4,7 +4,7 @@
  * the server (gateway/src/control) and the client (src/control/client.ts), and strict
  * validators for everything a peer sends: a bad message is a typed ControlError, never a crash.
  *
- *   node → control   register, map, update, logout, keepalive
+ *   node → control   register, map, update, logout, keepalive, audit
  *   control → node   register (ok | needs-login), map (full, then deltas), keepalive, error
  */
 import { PierceError } from '../errors.ts';
@@ -111,7 +111,31 @@ export interface LogoutRequest {
 export interface Keepalive {
   t: 'keepalive';
 }
-export type ClientMessage = RegisterRequest | MapRequest | UpdateRequest | LogoutRequest | Keepalive;
+/** An SSH session event a node reports for control's audit log. */
+export interface AuditEvent {
+  kind: 'ssh';
+  action: 'accept' | 'reject' | 'end';
+  /** Milliseconds since the epoch, on the node's clock. */
+  at: number;
+  /** The node's id for the session (ties accept and end together). */
+  session: string;
+  /** Tailnet address (and port) the connection came from. */
+  srcAddr: string;
+  /** Name of the peer node, when known. */
+  srcNode?: string;
+  sshUser: string;
+  localUser?: string;
+  reason?: string;
+  exitStatus?: number;
+  durationMs?: number;
+}
+/** Audit events from a node (at most MAX_AUDIT_EVENTS per message). */
+export interface AuditRequest {
+  t: 'audit';
+  events: AuditEvent[];
+}
+export const MAX_AUDIT_EVENTS = 32;
+export type ClientMessage = RegisterRequest | MapRequest | UpdateRequest | LogoutRequest | Keepalive | AuditRequest;
 
 // ---- control → node ----
 
@@ -217,6 +241,31 @@ function endpoints(o: Record<string, unknown>): string[] | undefined {
   return e;
 }
 
+const AUDIT_ACTIONS = new Set(['accept', 'reject', 'end']);
+const AUDIT_FIELDS = new Set(['kind', 'action', 'at', 'session', 'srcAddr', 'srcNode', 'sshUser', 'localUser', 'reason', 'exitStatus', 'durationMs']);
+
+function auditEvent(v: unknown): AuditEvent {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) fail('audit events must be objects');
+  const o = v as Record<string, unknown>;
+  for (const k of Object.keys(o)) if (!AUDIT_FIELDS.has(k)) fail(`unknown audit event field ${JSON.stringify(k).slice(0, 40)}`);
+  if (o['kind'] !== 'ssh') fail('audit event "kind" must be "ssh"');
+  if (typeof o['action'] !== 'string' || !AUDIT_ACTIONS.has(o['action'])) fail('audit event "action" must be accept, reject or end');
+  const at = o['at'];
+  if (typeof at !== 'number' || !Number.isSafeInteger(at) || at < 0) fail('audit event "at" must be milliseconds since the epoch');
+  const e: AuditEvent = { kind: 'ssh', action: o['action'] as AuditEvent['action'], at, session: str(o, 'session'), srcAddr: str(o, 'srcAddr'), sshUser: str(o, 'sshUser') };
+  const srcNode = optStr(o, 'srcNode');
+  if (srcNode !== undefined) e.srcNode = srcNode;
+  const localUser = optStr(o, 'localUser');
+  if (localUser !== undefined) e.localUser = localUser;
+  const reason = optStr(o, 'reason');
+  if (reason !== undefined) e.reason = reason;
+  const exit = optInt(o, 'exitStatus', 255);
+  if (exit !== undefined) e.exitStatus = exit;
+  const dur = optInt(o, 'durationMs', Number.MAX_SAFE_INTEGER);
+  if (dur !== undefined) e.durationMs = dur;
+  return e;
+}
+
 /** Parses and validates a message from a node. Throws ControlError CONTROL_BAD_MESSAGE. */
 export function parseClientMessage(v: unknown): ClientMessage {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) fail('message must be a JSON object');
@@ -257,6 +306,11 @@ export function parseClientMessage(v: unknown): ClientMessage {
       return { t: 'logout' };
     case 'keepalive':
       return { t: 'keepalive' };
+    case 'audit': {
+      const ev = o['events'];
+      if (!Array.isArray(ev) || ev.length === 0 || ev.length > MAX_AUDIT_EVENTS) fail(`"events" must be a list of 1..${MAX_AUDIT_EVENTS} audit events`);
+      return { t: 'audit', events: ev.map(auditEvent) };
+    }
     default:
       return fail(`unknown message type ${JSON.stringify(o['t'])?.slice(0, 40)}`);
   }

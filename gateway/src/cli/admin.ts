@@ -5,34 +5,42 @@ import { PierceError } from '../../../src/errors.ts';
 import { UsageError, type Io } from './main.ts';
 import { parseDuration } from './duration.ts';
 
-export const ADMIN_USAGE = `Usage: pierce admin [--server URL] [--api-key KEY] [--json] <what> <action> …
+export const ADMIN_USAGE = `Usage: pierce admin [--control URL] [--api-key KEY] [--json] <what> <action> …
 
   users   list | create NAME | delete NAME
   keys    list | create --user NAME [--reusable] [--ephemeral] [--tags tag:a,tag:b]
-                        [--expiry 90d] [--description TEXT]
+                        [--expiry 90d] [--description TEXT] [--uses N]
           revoke ID
   nodes   list | show ID | pending | approve REGISTRATION --user NAME | delete ID | expire ID
           tag ID tag:a,tag:b | rename ID NAME
   policy  get | set FILE | check FILE
   apikeys list | create [--description TEXT] [--expiry 30d] | revoke ID
+  accounts list | add NAME [--password-stdin] | delete NAME
+                   browser console logins; the password comes from stdin, or from
+                   $PIERCE_ADMIN_PASSWORD without --password-stdin (never from the command line)
+  audit   [--limit 100] [--before ID] [--kind admin|ssh]
 
-  --server URL     the control server (default $PIERCE_CONTROL or http://127.0.0.1:8080)
+  --control URL    the control server (default $PIERCE_CONTROL or http://127.0.0.1:8080);
+                   --server URL is the same
   --api-key KEY    an API key from \`pierce control apikey\` (default $PIERCE_API_KEY)
   --json           print the API's JSON instead of a table
+
+Shareable session links: \`pierce share --help\`.
 
 Exit codes: 0 ok, 1 the server refused (message printed), 2 usage error.
 `;
 
 class AdminError extends PierceError {}
 
-interface Ctx {
+export interface Ctx {
   server: string;
   apiKey: string;
   json: boolean;
   io: Io;
 }
 
-async function call(ctx: Ctx, method: string, path: string, body?: unknown, raw?: string): Promise<Record<string, unknown>> {
+/** One admin API call; a refusal throws with the server's message and code. */
+export async function call(ctx: Ctx, method: string, path: string, body?: unknown, raw?: string): Promise<Record<string, unknown>> {
   let res: Response;
   try {
     res = await fetch(new URL(`/api/v1${path}`, ctx.server), {
@@ -54,27 +62,56 @@ async function call(ctx: Ctx, method: string, path: string, body?: unknown, raw?
   return v;
 }
 
-function when(ms: unknown): string {
+export function when(ms: unknown): string {
   if (typeof ms !== 'number') return '-';
   return new Date(ms).toISOString().replace(/\.\d+Z$/, 'Z');
 }
 
 /** Prints rows as an aligned table. */
-function table(io: Io, header: string[], rows: string[][]): void {
+export function table(io: Io, header: string[], rows: string[][]): void {
   const w = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (r: string[]) => r.map((c, i) => c.padEnd(w[i]!)).join('  ').trimEnd() + '\n';
   io.stdout(line(header));
   for (const r of rows) io.stdout(line(r));
 }
 
-function out(ctx: Ctx, v: Record<string, unknown>, human: () => void): number {
+export function out(ctx: Ctx, v: Record<string, unknown>, human: () => void): number {
   if (ctx.json) ctx.io.stdout(JSON.stringify(v, null, 2) + '\n');
   else human();
   return 0;
 }
 
-type Row = Record<string, unknown>;
-const s = (v: unknown) => (v === null || v === undefined ? '-' : Array.isArray(v) ? v.join(',') || '-' : String(v));
+export type Row = Record<string, unknown>;
+export const s = (v: unknown) => (v === null || v === undefined ? '-' : Array.isArray(v) ? v.join(',') || '-' : String(v));
+
+/** Connection flags shared by `pierce admin` and `pierce share`. */
+export const CONNECTION_OPTIONS = {
+  control: { type: 'string' },
+  server: { type: 'string' },
+  'api-key': { type: 'string' },
+  json: { type: 'boolean' },
+} as const;
+
+/** The context for --control/--server, --api-key and --json (falling back to the environment). */
+export function connection(values: { control?: string | undefined; server?: string | undefined; 'api-key'?: string | undefined; json?: boolean | undefined }, io: Io, cmd: string): Ctx {
+  const apiKey = values['api-key'] ?? process.env['PIERCE_API_KEY'];
+  if (!apiKey) throw new UsageError(`${cmd} needs --api-key KEY or $PIERCE_API_KEY (make one with \`pierce control apikey --db FILE\`)`);
+  const server = values.control ?? values.server ?? process.env['PIERCE_CONTROL'] ?? 'http://127.0.0.1:8080';
+  try {
+    new URL(server);
+  } catch {
+    throw new UsageError(`--control: "${server}" is not a URL (e.g. http://127.0.0.1:8080)`);
+  }
+  return { server, apiKey, json: values.json ?? false, io };
+}
+
+/** A password from stdin (first line) or, unless --password-stdin, $PIERCE_ADMIN_PASSWORD. */
+async function readPassword(io: Io, fromStdin: boolean): Promise<string> {
+  const env = process.env['PIERCE_ADMIN_PASSWORD'];
+  const text = !fromStdin && env ? env : (await io.readStdin()).split(/\r?\n/)[0]!;
+  if (text === '') throw new UsageError('no password: give it on stdin (--password-stdin) or in $PIERCE_ADMIN_PASSWORD');
+  return text;
+}
 
 export async function adminCommand(argv: string[], io: Io): Promise<number> {
   if (argv.length === 0 || argv.includes('--help') || argv.includes('-h')) {
@@ -86,9 +123,12 @@ export async function adminCommand(argv: string[], io: Io): Promise<number> {
     allowPositionals: true,
     strict: true,
     options: {
-      server: { type: 'string' },
-      'api-key': { type: 'string' },
-      json: { type: 'boolean' },
+      ...CONNECTION_OPTIONS,
+      'password-stdin': { type: 'boolean' },
+      uses: { type: 'string' },
+      limit: { type: 'string' },
+      before: { type: 'string' },
+      kind: { type: 'string' },
       user: { type: 'string' },
       reusable: { type: 'boolean' },
       ephemeral: { type: 'boolean' },
@@ -97,10 +137,16 @@ export async function adminCommand(argv: string[], io: Io): Promise<number> {
       description: { type: 'string' },
     },
   });
-  const apiKey = values['api-key'] ?? process.env['PIERCE_API_KEY'];
-  if (!apiKey) throw new UsageError('admin needs --api-key KEY or $PIERCE_API_KEY (make one with `pierce control apikey --db FILE`)');
-  const ctx: Ctx = { server: values.server ?? process.env['PIERCE_CONTROL'] ?? 'http://127.0.0.1:8080', apiKey, json: values.json ?? false, io };
+  const ctx = connection(values, io, 'admin');
   const [what, action, a1, a2] = positionals;
+  if (what === 'audit') {
+    const q = new URLSearchParams();
+    for (const k of ['limit', 'before', 'kind'] as const) if (values[k] !== undefined) q.set(k, values[k]!);
+    const v = await call(ctx, 'GET', `/audit${q.size ? `?${q}` : ''}`);
+    return out(ctx, v, () =>
+      table(io, ['ID', 'AT', 'KIND', 'ACTOR', 'ACTION', 'TARGET', 'DETAIL'], (v['events'] as Row[]).map((e) => [s(e['id']), when(e['at']), s(e['kind']), s(e['actor']), s(e['action']), s(e['target']), JSON.stringify(e['detail'])])),
+    );
+  }
   const need = (v: string | undefined, name: string): string => v ?? (() => { throw new UsageError(`admin ${what} ${action} needs ${name}`); })();
   const seconds = (flag: string, v: string | undefined) => (v === undefined ? undefined : parseDuration(v, flag) / 1000);
 
@@ -130,6 +176,11 @@ export async function adminCommand(argv: string[], io: Io): Promise<number> {
       if (values.tags) body['tags'] = values.tags.split(',').filter(Boolean);
       if (values.expiry) body['expirySeconds'] = seconds('--expiry', values.expiry);
       if (values.description) body['description'] = values.description;
+      if (values.uses !== undefined) {
+        if (!/^\d+$/.test(values.uses) || Number(values.uses) < 1) throw new UsageError(`--uses: "${values.uses}" is not a positive whole number`);
+        body['maxUses'] = Number(values.uses);
+        if (Number(values.uses) > 1) body['reusable'] = true;
+      }
       const v = await call(ctx, 'POST', '/authkeys', body);
       return out(ctx, v, () => io.stdout(`${s(v['key'])}\n`));
     }
@@ -196,6 +247,20 @@ export async function adminCommand(argv: string[], io: Io): Promise<number> {
     case 'apikeys revoke': {
       const v = await call(ctx, 'DELETE', `/apikeys/${encodeURIComponent(need(a1, 'ID'))}`);
       return out(ctx, v, () => io.stdout(`revoked API key ${a1}\n`));
+    }
+    case 'accounts list': {
+      const v = await call(ctx, 'GET', '/admins');
+      return out(ctx, v, () => table(io, ['NAME', 'CREATED'], (v['admins'] as Row[]).map((a) => [s(a['name']), when(a['createdAt'])])));
+    }
+    case 'accounts add': {
+      const name = need(a1, 'NAME');
+      const password = await readPassword(io, values['password-stdin'] ?? false);
+      const v = await call(ctx, 'POST', '/admins', { name, password });
+      return out(ctx, v, () => io.stdout(`added admin account ${name}\n`));
+    }
+    case 'accounts delete': {
+      const v = await call(ctx, 'DELETE', `/admins/${encodeURIComponent(need(a1, 'NAME'))}`);
+      return out(ctx, v, () => io.stdout(`deleted admin account ${a1}\n`));
     }
     default:
       throw new UsageError(`unknown admin command "${positionals.join(' ')}"`);

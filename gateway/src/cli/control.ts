@@ -1,5 +1,5 @@
 /** `pierce control`: the coordination server; `pierce control apikey`: an admin key, offline. */
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import type { RelayMap, RelayRegion } from '../../../src/control/messages.ts';
 import { openStore } from '../store/sqlite.ts';
@@ -25,6 +25,12 @@ netmap stream. It never carries traffic.
   --tls-cert F --tls-key F  serve HTTPS/WSS
   --key-expiry DURATION     node key lifetime (default 180d; 0 = never); tagged nodes never expire
   --ephemeral-timeout DUR   delete ephemeral nodes this long after they disconnect (default 10m)
+  --web DIR                 serve the built web page from DIR (\`npm run build\` → dist/):
+                            / the page, /admin the admin console
+  --web-url URL             the page share links point to (default: --server-url + "/")
+  --admin-password-file F   make an admin account for the console at start, with the password
+                            in F (first line), unless an admin account exists already
+  --admin-name NAME         that account's name (default admin)
   --verbose                 log registrations and errors
 
 \`pierce control apikey\` prints a new admin API key for \`pierce admin\` (works while the
@@ -77,11 +83,39 @@ export async function controlCommand(argv: string[], io: Io): Promise<number> {
       'tls-key': { type: 'string' },
       'key-expiry': { type: 'string' },
       'ephemeral-timeout': { type: 'string' },
+      web: { type: 'string' },
+      'web-url': { type: 'string' },
+      'admin-password-file': { type: 'string' },
+      'admin-name': { type: 'string' },
       verbose: { type: 'boolean' },
     },
     strict: true,
   });
   if (!values.db) throw new UsageError('control needs --db FILE');
+  if (values['admin-name'] !== undefined && values['admin-password-file'] === undefined) throw new UsageError('--admin-name goes with --admin-password-file');
+  if (values['web-url'] !== undefined) {
+    try {
+      new URL(values['web-url']);
+    } catch {
+      throw new UsageError(`--web-url: "${values['web-url']}" is not a URL`);
+    }
+  }
+  if (values.web !== undefined) {
+    const st = await stat(values.web).catch(() => undefined);
+    if (!st?.isDirectory()) throw new UsageError(`--web: "${values.web}" is not a directory (build the page with \`npm run build\`, then --web dist)`);
+  }
+  let initialAdmin: { name: string; password: string } | undefined;
+  if (values['admin-password-file'] !== undefined) {
+    let text: string;
+    try {
+      text = await readFile(values['admin-password-file'], 'utf8');
+    } catch (e) {
+      throw new UsageError(`--admin-password-file: cannot read ${values['admin-password-file']}: ${(e as Error).message}`);
+    }
+    const password = text.split(/\r?\n/)[0]!;
+    if (password.length < 8) throw new UsageError('--admin-password-file: the password (first line) must be at least 8 characters');
+    initialAdmin = { name: values['admin-name'] ?? 'admin', password };
+  }
   if (!!values['tls-cert'] !== !!values['tls-key']) throw new UsageError('--tls-cert and --tls-key go together');
   const { host, port } = splitHostPort(values.listen, '--listen');
   const relays: RelayMap = { regions: (values.relay ?? []).map((r, i) => parseRelayFlag(r, i + 1)) };
@@ -97,6 +131,9 @@ export async function controlCommand(argv: string[], io: Io): Promise<number> {
     ...(values['key-expiry'] ? { keyExpiryMs: parseDuration(values['key-expiry'], '--key-expiry') } : {}),
     ...(values['ephemeral-timeout'] ? { ephemeralTimeoutMs: parseDuration(values['ephemeral-timeout'], '--ephemeral-timeout') } : {}),
     ...(values.policy ? { policyText: await readPolicy() } : {}),
+    ...(values.web !== undefined ? { webRoot: values.web } : {}),
+    ...(values['web-url'] !== undefined ? { webUrl: values['web-url'] } : {}),
+    ...(initialAdmin ? { initialAdmin } : {}),
     log: values.verbose ? log : (m) => (m.includes('waits for approval') ? log(m) : undefined),
   });
   io.stderr(`pierce control: listening on ${server.url} (key ${server.publicKey}), ${server.state.nodes.size} nodes, ${server.state.policy.acls.length} rules\n`);

@@ -3,8 +3,9 @@
  *   GET  /key              the server's static Noise key (nodes pin it)
  *   GET  /control          WebSocket, subprotocol "pierce-control": the Noise channel
  *   GET  /register/ID      the page behind an interactive login URL
- *   /api/v1/…              the admin API (Bearer API key), see admin-api.ts
+ *   /api/v1/…              the admin API (Bearer API key or admin session), see admin-api.ts
  *   GET  /health           200 "ok"
+ *   GET  anything else     the web page's static files, with `webRoot` (see static.ts)
  */
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
@@ -19,6 +20,7 @@ import type { Store } from '../store/types.ts';
 import { handleAdmin } from './admin-api.ts';
 import { ControlSession, type SessionHost } from './session.ts';
 import { ControlState } from './state.ts';
+import { serveStatic } from './static.ts';
 
 export interface ControlServerOptions {
   store: Store;
@@ -34,6 +36,14 @@ export interface ControlServerOptions {
   ephemeralTimeoutMs?: number;
   keepaliveMs?: number;
   log?: (msg: string) => void;
+  /** The web page share links point to (default `<serverUrl>/`, the page served from `webRoot`). */
+  webUrl?: string;
+  /** Directory of the built web page (`vite build` output) to serve (`--web DIR`). */
+  webRoot?: string;
+  /** An admin account made at start when there is none (`--admin-password-file`). */
+  initialAdmin?: { name: string; password: string };
+  /** The clock (tests). */
+  now?: () => number;
 }
 
 const SERVER_KEY_META = 'server_private_key';
@@ -95,12 +105,17 @@ export class ControlServer implements SessionHost {
       store,
       relays: this.opts.relays ?? { regions: [] },
       serverUrl: this.url,
+      ...(this.opts.webUrl !== undefined ? { webUrl: this.opts.webUrl } : {}),
+      ...(this.opts.now !== undefined ? { now: this.opts.now } : {}),
       ...(this.opts.keyExpiryMs !== undefined ? { keyExpiryMs: this.opts.keyExpiryMs } : {}),
       ...(this.opts.ephemeralTimeoutMs !== undefined ? { ephemeralTimeoutMs: this.opts.ephemeralTimeoutMs } : {}),
       log: (m) => this.log(m),
     });
     this.state.onNodeGone = (id, code, message) => this.byNode.get(id)?.kick(code, message);
     await this.state.load(this.opts.policyText);
+    if (this.opts.initialAdmin && (await this.state.ensureAdmin(this.opts.initialAdmin.name, this.opts.initialAdmin.password))) {
+      this.log(`created admin account "${this.opts.initialAdmin.name}"`);
+    }
     this.keepalive = setInterval(() => {
       for (const s of this.sessions) s.ping();
     }, this.opts.keepaliveMs ?? KEEPALIVE_INTERVAL_MS);
@@ -152,7 +167,10 @@ export class ControlServer implements SessionHost {
           `Node "${p.req.hostname}" asks to join this tailnet.\n\nAn administrator approves it with:\n\n  pierce admin nodes approve ${p.id} --user USER\n`,
         );
       }
-      if (path.startsWith('/api/v1/')) return await handleAdmin(this.state, req, res, path.slice('/api/v1'.length));
+      if (path.startsWith('/api/v1/')) {
+        return await handleAdmin(this.state, req, res, path.slice('/api/v1'.length), { secure: !!this.opts.tls || this.url.startsWith('https:') });
+      }
+      if (this.opts.webRoot && path !== '/control' && (await serveStatic(this.opts.webRoot, req, res))) return;
       return text(res, 404, 'not found\n');
     } catch (e) {
       this.log(`control: ${req.method} ${path}: ${(e as Error).stack ?? String(e)}`);

@@ -20,6 +20,10 @@ const HANDSHAKE_TIMEOUT_MS = 10_000;
 const MAX_BUFFERED_BYTES = 64 * 1024 * 1024;
 
 const utf8 = new TextEncoder();
+/** Audit events a session may report per minute; more are dropped silently. */
+export const AUDIT_EVENTS_PER_MINUTE = 100;
+/** A node's `at` further than this from control's clock is replaced by control's time. */
+const AUDIT_MAX_SKEW_MS = 10 * 60_000;
 
 export interface SessionHost {
   state: ControlState;
@@ -41,6 +45,9 @@ export class ControlSession implements MapSink {
   private closed = false;
   private queue: Promise<void> = Promise.resolve();
   private readonly timer: NodeJS.Timeout;
+  private auditWindow = { start: 0, count: 0 };
+  /** Audit events dropped by the rate limit on this session. */
+  auditDropped = 0;
   alive = true;
 
   constructor(
@@ -126,6 +133,29 @@ export class ControlSession implements MapSink {
         const id = this.requireNode();
         await state.logout(id);
         this.close(1000, 'logged out');
+        return;
+      }
+      case 'audit': {
+        const id = this.requireNode();
+        const name = state.nodes.get(id)!.name;
+        const now = state.now();
+        if (now - this.auditWindow.start >= 60_000) this.auditWindow = { start: now, count: 0 };
+        for (const e of m.events) {
+          if (this.auditWindow.count >= AUDIT_EVENTS_PER_MINUTE) {
+            this.auditDropped++;
+            continue;
+          }
+          this.auditWindow.count++;
+          const { kind: _k, action, at, ...detail } = e;
+          await state.audit({
+            kind: 'ssh',
+            actor: name,
+            action,
+            target: e.srcNode ?? e.srcAddr,
+            at: Math.abs(at - now) <= AUDIT_MAX_SKEW_MS ? at : now,
+            detail: { ...detail, nodeId: id, reportedAt: at },
+          });
+        }
         return;
       }
     }

@@ -7,7 +7,9 @@ import { NodePublic, DiscoPublic } from '../../../src/key/keys.ts';
 import { PierceError } from '../../../src/errors.ts';
 import { sanitizeHostname, type RegisterRequest, type RelayMap } from '../../../src/control/messages.ts';
 import { canOwnTag, checkPolicy, type Policy } from '../../../src/policy/index.ts';
-import type { AuthKeyRecord, NodeRecord, Store, UserRecord } from '../store/types.ts';
+import { randomBytes } from 'node:crypto';
+import type { AuditKind, AuthKeyRecord, NodeRecord, ShareRecord, Store, UserRecord } from '../store/types.ts';
+import { AdminSessions, checkAdminName, checkPassword, dummyHash, hashPassword, verifyPassword } from './admins.ts';
 import { AddressAllocator } from './addresses.ts';
 import { Netmap } from './netmap.ts';
 import { hashSecret, newSecret, secretId, secretMatches } from './secrets.ts';
@@ -25,6 +27,8 @@ export interface ControlOptions {
   store: Store;
   relays: RelayMap;
   serverUrl: string;
+  /** Base URL of the web page share links point to (default `<serverUrl>/`). */
+  webUrl?: string;
   /** Node key lifetime in ms (default 180 days); 0 disables expiry. Tagged nodes never expire. */
   keyExpiryMs?: number;
   /** How long an ephemeral node survives a disconnect (default 10 minutes). */
@@ -51,6 +55,10 @@ export class ControlState {
   readonly authKeys = new Map<string, AuthKeyRecord>();
   readonly nodes = new Map<number, NodeRecord>();
   readonly pending = new Map<string, PendingRegistration>();
+  readonly shares = new Map<string, ShareRecord>();
+  private readonly shareByKey = new Map<string, ShareRecord>();
+  private readonly deleting = new Set<number>();
+  readonly adminSessions: AdminSessions;
   policy!: Policy;
   policyText = DEFAULT_POLICY;
   private readonly byMachine = new Map<string, NodeRecord>();
@@ -71,6 +79,7 @@ export class ControlState {
     this.keyExpiryMs = opts.keyExpiryMs ?? 180 * 86_400_000;
     this.ephemeralTimeoutMs = opts.ephemeralTimeoutMs ?? 10 * 60_000;
     this.log = opts.log ?? (() => {});
+    this.adminSessions = new AdminSessions(this.now);
   }
 
   get store(): Store {
@@ -81,6 +90,7 @@ export class ControlState {
   async load(policyOverride?: string): Promise<void> {
     for (const u of await this.store.listUsers()) this.users.set(u.id, u);
     for (const k of await this.store.listAuthKeys()) this.authKeys.set(k.id, k);
+    for (const sh of await this.store.listShares()) this.indexShare(sh);
     const stored = await this.store.currentPolicy();
     const text = policyOverride ?? stored?.text ?? DEFAULT_POLICY;
     const { policy, failures } = checkPolicy(text);
@@ -144,11 +154,26 @@ export class ControlState {
 
   // ---- auth keys ----
 
-  async createAuthKey(o: { user: string; reusable?: boolean; ephemeral?: boolean; tags?: string[]; expiryMs?: number; description?: string }): Promise<{ key: string; record: AuthKeyRecord }> {
+  async createAuthKey(o: {
+    user: string;
+    reusable?: boolean;
+    ephemeral?: boolean;
+    tags?: string[];
+    expiryMs?: number;
+    description?: string;
+    /** Registrations allowed (default: 1, or unlimited when reusable). */
+    maxUses?: number;
+    /** An admin applies the tags: any tag the policy's tagOwners declares, whoever the user. */
+    adminTags?: boolean;
+  }): Promise<{ key: string; record: AuthKeyRecord }> {
     const u = this.userByName(o.user);
     if (!u) throw new ControlStateError('NOT_FOUND', `no user "${o.user}"`);
     const tags = o.tags ?? [];
-    this.checkTags(u.name, tags);
+    if (o.adminTags) this.checkAdminTags(tags);
+    else this.checkTags(u.name, tags);
+    if (o.maxUses !== undefined && !(Number.isInteger(o.maxUses) && o.maxUses >= 1 && o.maxUses <= 10_000)) {
+      throw new ControlStateError('BAD_USES', 'the use limit must be an integer 1..10000');
+    }
     const s = newSecret('pak');
     const now = this.now();
     const record: AuthKeyRecord = {
@@ -163,6 +188,7 @@ export class ControlState {
       revokedAt: null,
       usedCount: 0,
       description: o.description ?? '',
+      maxUses: o.maxUses ?? null,
     };
     await this.store.createAuthKey(record);
     this.authKeys.set(record.id, record);
@@ -174,6 +200,13 @@ export class ControlState {
     if (!k) throw new ControlStateError('NOT_FOUND', `no auth key "${id}"`);
     k.revokedAt = this.now();
     await this.store.updateAuthKey(id, { revokedAt: k.revokedAt });
+  }
+
+  private checkAdminTags(tags: string[]): void {
+    for (const t of tags) {
+      if (!/^tag:[a-zA-Z0-9-]+$/.test(t)) throw new ControlStateError('BAD_TAG', `"${t}" is not a tag (tag:name)`);
+      if (!this.policy.tagOwners.has(t)) throw new ControlStateError('TAG_NOT_OWNED', `${t} is not in the policy's tagOwners`);
+    }
   }
 
   private checkTags(user: string, tags: string[]): void {
@@ -189,6 +222,7 @@ export class ControlState {
     if (!k || !secretMatches(text, k.hash)) throw new ControlStateError('AUTH_KEY_INVALID', 'invalid auth key');
     if (k.revokedAt !== null) throw new ControlStateError('AUTH_KEY_REVOKED', `auth key ${k.id} was revoked`);
     if (k.expiresAt !== null && k.expiresAt <= this.now()) throw new ControlStateError('AUTH_KEY_EXPIRED', `auth key ${k.id} has expired`);
+    if (k.maxUses != null && k.usedCount >= k.maxUses) throw new ControlStateError('AUTH_KEY_USED', `auth key ${k.id} was already used ${k.usedCount} time(s), its limit`);
     if (!k.reusable && k.usedCount > 0) throw new ControlStateError('AUTH_KEY_USED', `auth key ${k.id} was already used (it is single-use)`);
     return k;
   }
@@ -220,7 +254,7 @@ export class ControlState {
       if (existing.nodeKey === req.nodeKey) return { status: 'ok', node: await this.touchHostname(existing, req.hostname) };
       if (req.oldNodeKey === existing.nodeKey) {
         // Key renewal: the machine proves itself with the Noise handshake and names its old key.
-        return { status: 'ok', node: await this.updateNode(existing, { nodeKey: req.nodeKey, keyExpiry: this.expiryFor(existing.tags) }) };
+        return { status: 'ok', node: await this.updateNode(existing, { nodeKey: req.nodeKey, keyExpiry: this.nodeExpiry(existing.tags, existing.authKeyId) }) };
       }
     }
     if (req.authKey !== undefined) {
@@ -266,6 +300,17 @@ export class ControlState {
     return tags.length > 0 || this.keyExpiryMs === 0 ? null : this.now() + this.keyExpiryMs;
   }
 
+  /** A node from a share expires with the share, tagged or not; others as expiryFor. */
+  private nodeExpiry(tags: string[], authKeyId: string | null): number | null {
+    const sh = authKeyId === null ? undefined : this.shareByKey.get(authKeyId);
+    return sh ? sh.expiresAt : this.expiryFor(tags);
+  }
+
+  /** The share a node registered through, if any. */
+  shareOfNode(n: NodeRecord): ShareRecord | undefined {
+    return n.authKeyId === null ? undefined : this.shareByKey.get(n.authKeyId);
+  }
+
   private uniqueName(hostname: string, selfId?: number): string {
     const base = sanitizeHostname(hostname);
     const taken = (name: string) => {
@@ -292,7 +337,7 @@ export class ControlState {
         authKeyId,
         hostname: req.hostname,
         name: existing.hostname === req.hostname ? existing.name : this.uniqueName(req.hostname, existing.id),
-        keyExpiry: this.expiryFor(tags),
+        keyExpiry: this.nodeExpiry(tags, authKeyId),
         loggedOut: false,
       });
     }
@@ -311,7 +356,7 @@ export class ControlState {
       ephemeral,
       authKeyId,
       createdAt: now,
-      keyExpiry: this.expiryFor(tags),
+      keyExpiry: this.nodeExpiry(tags, authKeyId),
       lastSeen: null,
       loggedOut: false,
     });
@@ -347,16 +392,17 @@ export class ControlState {
     if (this.byName.get(n.name) === n.id) this.byName.delete(n.name);
   }
 
-  async deleteNode(id: number): Promise<void> {
+  async deleteNode(id: number, why = 'this node was deleted'): Promise<void> {
     const n = this.nodes.get(id);
     if (!n) throw new ControlStateError('NOT_FOUND', `no node ${id}`);
     await this.store.deleteNode(id);
+    if (!this.nodes.has(id)) return; // deleted meanwhile
     this.unindexNode(n);
     this.addrs.release(n.ipv4);
     clearTimeout(this.timers.get(id));
     this.timers.delete(id);
     this.netmap.remove(id);
-    this.onNodeGone?.(id, 'NODE_DELETED', 'this node was deleted');
+    this.onNodeGone?.(id, 'NODE_DELETED', why);
   }
 
   /** Set by the server: closes a node's session when it is deleted, expired or logged out. */
@@ -380,7 +426,8 @@ export class ControlState {
     const n = this.nodes.get(id);
     if (!n) throw new ControlStateError('NOT_FOUND', `no node ${id}`);
     this.checkTags(this.userName(n.userId) ?? '', tags);
-    return this.updateNode(n, { tags, keyExpiry: tags.length ? null : (n.keyExpiry ?? this.expiryFor(tags)) });
+    const share = this.shareOfNode(n);
+    return this.updateNode(n, { tags, keyExpiry: share ? share.expiresAt : tags.length ? null : (n.keyExpiry ?? this.expiryFor(tags)) });
   }
 
   async rename(id: number, name: string): Promise<NodeRecord> {
@@ -432,19 +479,158 @@ export class ControlState {
     this.expiryAt = Infinity;
     let next = Infinity;
     const now = this.now();
+    const shareGone: number[] = [];
     for (const n of this.nodes.values()) {
       if (n.keyExpiry === null || n.loggedOut) continue;
-      if (n.keyExpiry <= now) {
+      if (n.keyExpiry <= now && this.shareOfNode(n)) shareGone.push(n.id);
+      else if (n.keyExpiry <= now) {
         if (this.netmap.node(n.id)) {
           this.netmap.remove(n.id);
           this.onNodeGone?.(n.id, 'NODE_KEY_EXPIRED', 'the node key expired; register again');
         }
       } else next = Math.min(next, n.keyExpiry);
     }
+    // A share's nodes are deleted when it expires (also for ones that expired while control was down).
+    for (const id of shareGone) this.dropNode(id, 'the share this node joined through has expired');
     if (next === Infinity) return;
     this.expiryAt = next;
     this.expiryTimer = setTimeout(() => this.scheduleExpiry(), Math.min(next - now + 1, 2 ** 31 - 1));
     this.expiryTimer.unref();
+  }
+
+  /** Deletes a node in the background (timers), at most once at a time. */
+  private dropNode(id: number, why: string): void {
+    if (this.deleting.has(id)) return;
+    this.deleting.add(id);
+    this.log(`node ${id} deleted: ${why}`);
+    void this.deleteNode(id, why)
+      .catch((e) => this.log(`deleting node ${id}: ${(e as Error).message}`))
+      .finally(() => this.deleting.delete(id));
+  }
+
+  // ---- shares ----
+
+  private indexShare(sh: ShareRecord): void {
+    this.shares.set(sh.id, sh);
+    this.shareByKey.set(sh.authKeyId, sh);
+  }
+
+  /** The name of the user share keys belong to when none is given. */
+  static readonly SHARE_USER = 'shared';
+
+  async createShare(o: { tags?: string[]; ttlMs?: number; uses?: number; to?: string; user?: string; description?: string; createdBy: string }): Promise<{ share: ShareRecord; key: string; url: string }> {
+    const ttl = o.ttlMs ?? 3_600_000;
+    if (!(ttl > 0 && ttl <= 366 * 86_400_000)) throw new ControlStateError('BAD_TTL', 'the share lifetime must be more than 0 and at most 366 days');
+    const uses = o.uses ?? 1;
+    if (!Number.isInteger(uses) || uses < 1 || uses > 10_000) throw new ControlStateError('BAD_USES', 'uses must be an integer 1..10000');
+    const to = o.to === undefined || o.to === '' ? null : o.to;
+    if (to !== null && !isSshTarget(to)) throw new ControlStateError('BAD_TARGET', `"${to.slice(0, 80)}" is not [user@]host[:port]`);
+    const description = o.description ?? '';
+    if (description.length > 500) throw new ControlStateError('BAD_DESCRIPTION', 'the description is longer than 500 characters');
+    const userName = o.user ?? ControlState.SHARE_USER;
+    if (!this.userByName(userName)) {
+      if (o.user !== undefined) throw new ControlStateError('NOT_FOUND', `no user "${userName}"`);
+      await this.createUser(userName);
+    }
+    const tags = [...new Set(o.tags ?? [])];
+    const id = `shr_${randomBytes(8).toString('base64url')}`;
+    const { key, record } = await this.createAuthKey({
+      user: userName,
+      reusable: uses > 1,
+      ephemeral: true,
+      tags,
+      expiryMs: ttl,
+      maxUses: uses,
+      description: `share ${id}${description ? `: ${description}` : ''}`,
+      adminTags: true,
+    });
+    const share: ShareRecord = { id, authKeyId: record.id, to, tags, createdAt: record.createdAt, expiresAt: record.expiresAt!, uses, revokedAt: null, description, createdBy: o.createdBy };
+    await this.store.createShare(share);
+    this.indexShare(share);
+    return { share, key, url: this.shareUrl(key, to) };
+  }
+
+  shareUrl(key: string, to: string | null): string {
+    const base = this.opts.webUrl ?? `${this.opts.serverUrl.replace(/\/+$/, '')}/`;
+    return `${base}#authkey=${encodeURIComponent(key)}&ephemeral=1${to !== null ? `&ssh=${encodeURIComponent(to)}` : ''}`;
+  }
+
+  /** The share's state and its live nodes. */
+  shareView(sh: ShareRecord) {
+    const k = this.authKeys.get(sh.authKeyId);
+    const used = k?.usedCount ?? 0;
+    const state = sh.revokedAt !== null || !k || k.revokedAt !== null ? 'revoked' : sh.expiresAt <= this.now() ? 'expired' : used >= sh.uses ? 'used-up' : 'active';
+    const nodes = [...this.nodes.values()].filter((n) => n.authKeyId === sh.authKeyId).map((n) => ({ id: n.id, name: n.name, online: this.netmap.isOnline(n.id) }));
+    const user = k ? (this.userName(k.userId) ?? null) : null;
+    return { ...sh, user, state, used, nodes };
+  }
+
+  /** Revokes a share: its key stops working and every node that joined through it is deleted. */
+  async revokeShare(id: string): Promise<number[]> {
+    const sh = this.shares.get(id);
+    if (!sh) throw new ControlStateError('NOT_FOUND', `no share "${id}"`);
+    const now = this.now();
+    if (sh.revokedAt === null) {
+      sh.revokedAt = now;
+      await this.store.revokeShare(id, now);
+    }
+    const k = this.authKeys.get(sh.authKeyId);
+    if (k && k.revokedAt === null) await this.revokeAuthKey(k.id);
+    const ids = [...this.nodes.values()].filter((n) => n.authKeyId === sh.authKeyId).map((n) => n.id);
+    for (const nid of ids) if (this.nodes.has(nid)) await this.deleteNode(nid, 'the share this node joined through was revoked');
+    return ids;
+  }
+
+  // ---- admin accounts ----
+
+  async listAdmins(): Promise<{ name: string; createdAt: number }[]> {
+    return (await this.store.listAdmins()).map((a) => ({ name: a.name, createdAt: a.createdAt }));
+  }
+
+  async createAdmin(name: string, password: string): Promise<{ name: string; createdAt: number }> {
+    checkAdminName(name);
+    checkPassword(password);
+    if ((await this.store.listAdmins()).some((a) => a.name === name)) throw new ControlStateError('ADMIN_EXISTS', `admin "${name}" already exists`);
+    const a = { name, passwordHash: await hashPassword(password), createdAt: this.now() };
+    await this.store.createAdmin(a);
+    return { name, createdAt: a.createdAt };
+  }
+
+  async deleteAdmin(name: string): Promise<void> {
+    if (!(await this.store.deleteAdmin(name))) throw new ControlStateError('NOT_FOUND', `no admin "${name}"`);
+    this.adminSessions.endAll(name);
+  }
+
+  /** Creates the account when there is no admin at all (`--admin-password-file`). */
+  async ensureAdmin(name: string, password: string): Promise<boolean> {
+    if ((await this.store.listAdmins()).length > 0) return false;
+    await this.createAdmin(name, password);
+    return true;
+  }
+
+  /** Checks a login; returns a session token. BAD_LOGIN for a wrong name or password alike. */
+  async login(name: string, password: string): Promise<string> {
+    const wait = this.adminSessions.lockedFor(name);
+    if (wait > 0) throw new ControlStateError('LOGIN_THROTTLED', `too many failed logins; try again in ${Math.ceil(wait / 1000)} s`);
+    const a = (await this.store.listAdmins()).find((x) => x.name === name);
+    const ok = await verifyPassword(password, a?.passwordHash ?? (await dummyHash()));
+    if (!a || !ok) {
+      this.adminSessions.fail(name);
+      throw new ControlStateError('BAD_LOGIN', 'wrong name or password');
+    }
+    this.adminSessions.succeed(name);
+    return this.adminSessions.create(name);
+  }
+
+  // ---- audit ----
+
+  /** Records an audit event; a store failure is logged, never thrown (the action happened). */
+  async audit(e: { kind?: AuditKind; actor: string; action: string; target?: string; detail?: Record<string, unknown>; at?: number }): Promise<void> {
+    try {
+      await this.store.addAudit({ at: e.at ?? this.now(), kind: e.kind ?? 'admin', actor: e.actor, action: e.action, target: e.target ?? '', detail: e.detail ?? {} });
+    } catch (err) {
+      this.log(`audit: ${(err as Error).message}`);
+    }
   }
 
   // ---- policy ----
@@ -464,11 +650,16 @@ export class ControlState {
 
   /** Checks an API key against the store (keys made offline by `pierce control apikey` count). */
   async checkApiKey(key: string): Promise<boolean> {
+    return (await this.apiKeyId(key)) !== undefined;
+  }
+
+  /** The id of a valid API key, else undefined. */
+  async apiKeyId(key: string): Promise<string | undefined> {
     const id = secretId(key, 'papi');
-    if (id === undefined) return false;
+    if (id === undefined) return undefined;
     const k = (await this.store.listApiKeys()).find((x) => x.id === id);
-    if (!k || k.revokedAt !== null || (k.expiresAt !== null && k.expiresAt <= this.now())) return false;
-    return secretMatches(key, k.hash);
+    if (!k || k.revokedAt !== null || (k.expiresAt !== null && k.expiresAt <= this.now())) return undefined;
+    return secretMatches(key, k.hash) ? id : undefined;
   }
 }
 
@@ -477,4 +668,11 @@ export async function createApiKey(store: Store, now: number, description = '', 
   const s = newSecret('papi');
   await store.createApiKey({ id: s.id, hash: hashSecret(s.key), createdAt: now, expiresAt: expiryMs ? now + expiryMs : null, revokedAt: null, description });
   return { id: s.id, key: s.key };
+}
+
+/** "[user@]host[:port]": what a share's `to` may be (host: DNS name, IPv4 or [IPv6]). */
+export function isSshTarget(s: string): boolean {
+  const m = /^(?:([A-Za-z0-9._-]{1,64})@)?(\[[0-9A-Fa-f:.]{2,45}\]|[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?)(?::(\d{1,5}))?$/.exec(s);
+  if (!m) return false;
+  return m[3] === undefined || (Number(m[3]) >= 1 && Number(m[3]) <= 65535);
 }

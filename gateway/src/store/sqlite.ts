@@ -5,7 +5,7 @@
  */
 import Database from 'better-sqlite3';
 import { PierceError } from '../../../src/errors.ts';
-import type { ApiKeyRecord, AuthKeyRecord, NewNode, NodePatch, NodeRecord, PolicyRecord, Store, UserRecord } from './types.ts';
+import type { AdminRecord, ApiKeyRecord, AuditKind, AuditRecord, AuthKeyRecord, NewAudit, NewNode, NodePatch, NodeRecord, PolicyRecord, ShareRecord, Store, UserRecord } from './types.ts';
 
 export class StoreError extends PierceError {}
 
@@ -31,6 +31,18 @@ export const MIGRATIONS: readonly string[] = [
      auth_key_id TEXT, created_at INTEGER NOT NULL, key_expiry INTEGER, last_seen INTEGER,
      logged_out INTEGER NOT NULL DEFAULT 0);
    CREATE TABLE policies (id INTEGER PRIMARY KEY, text TEXT NOT NULL, created_at INTEGER NOT NULL);`,
+  // 2: use limits on auth keys, shareable sessions, admin accounts, the audit log.
+  `ALTER TABLE auth_keys ADD COLUMN max_uses INTEGER;
+   CREATE TABLE shares (
+     id TEXT PRIMARY KEY, auth_key_id TEXT NOT NULL, "to" TEXT, tags TEXT NOT NULL,
+     created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL, uses INTEGER NOT NULL,
+     revoked_at INTEGER, description TEXT NOT NULL DEFAULT '', created_by TEXT NOT NULL DEFAULT '');
+   CREATE TABLE admins (
+     id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, password_hash TEXT NOT NULL, created_at INTEGER NOT NULL);
+   CREATE TABLE audit (
+     id INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL, kind TEXT NOT NULL, actor TEXT NOT NULL,
+     action TEXT NOT NULL, target TEXT NOT NULL DEFAULT '', detail TEXT NOT NULL DEFAULT '{}');
+   CREATE INDEX audit_at ON audit(at);`,
 ];
 
 interface NodeRow {
@@ -180,6 +192,7 @@ export class SqliteStore implements Store {
         revokedAt: r['revoked_at'] as number | null,
         usedCount: r['used_count'] as number,
         description: r['description'] as string,
+        maxUses: (r['max_uses'] as number | null) ?? null,
       })),
     );
   }
@@ -187,15 +200,76 @@ export class SqliteStore implements Store {
     return wrap('auth key', () => {
       this.db
         .prepare(
-          'INSERT INTO auth_keys(id, hash, user_id, reusable, ephemeral, tags, created_at, expires_at, revoked_at, used_count, description) VALUES (?,?,?,?,?,?,?,?,?,?,?)',
+          'INSERT INTO auth_keys(id, hash, user_id, reusable, ephemeral, tags, created_at, expires_at, revoked_at, used_count, description, max_uses) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)',
         )
-        .run(k.id, k.hash, k.userId, toColumn(k.reusable), toColumn(k.ephemeral), toColumn(k.tags), k.createdAt, k.expiresAt, k.revokedAt, k.usedCount, k.description);
+        .run(k.id, k.hash, k.userId, toColumn(k.reusable), toColumn(k.ephemeral), toColumn(k.tags), k.createdAt, k.expiresAt, k.revokedAt, k.usedCount, k.description, k.maxUses ?? null);
     });
   }
   updateAuthKey(id: string, patch: Partial<Pick<AuthKeyRecord, 'usedCount' | 'revokedAt'>>): Promise<void> {
     return wrap('auth key', () => {
       if (patch.usedCount !== undefined) this.db.prepare('UPDATE auth_keys SET used_count = ? WHERE id = ?').run(patch.usedCount, id);
       if (patch.revokedAt !== undefined) this.db.prepare('UPDATE auth_keys SET revoked_at = ? WHERE id = ?').run(patch.revokedAt, id);
+    });
+  }
+
+  listShares(): Promise<ShareRecord[]> {
+    return wrap('shares', () =>
+      (this.db.prepare('SELECT * FROM shares ORDER BY created_at').all() as Record<string, unknown>[]).map((r) => ({
+        id: r['id'] as string,
+        authKeyId: r['auth_key_id'] as string,
+        to: r['to'] as string | null,
+        tags: JSON.parse(r['tags'] as string) as string[],
+        createdAt: r['created_at'] as number,
+        expiresAt: r['expires_at'] as number,
+        uses: r['uses'] as number,
+        revokedAt: r['revoked_at'] as number | null,
+        description: r['description'] as string,
+        createdBy: r['created_by'] as string,
+      })),
+    );
+  }
+  createShare(x: ShareRecord): Promise<void> {
+    return wrap('share', () => {
+      this.db
+        .prepare('INSERT INTO shares(id, auth_key_id, "to", tags, created_at, expires_at, uses, revoked_at, description, created_by) VALUES (?,?,?,?,?,?,?,?,?,?)')
+        .run(x.id, x.authKeyId, x.to, toColumn(x.tags), x.createdAt, x.expiresAt, x.uses, x.revokedAt, x.description, x.createdBy);
+    });
+  }
+  revokeShare(id: string, now: number): Promise<void> {
+    return wrap('share', () => void this.db.prepare('UPDATE shares SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL').run(now, id));
+  }
+
+  listAdmins(): Promise<AdminRecord[]> {
+    return wrap('admins', () => this.db.prepare('SELECT name, password_hash AS passwordHash, created_at AS createdAt FROM admins ORDER BY id').all() as AdminRecord[]);
+  }
+  createAdmin(a: AdminRecord): Promise<void> {
+    return wrap(`admin ${a.name}`, () => void this.db.prepare('INSERT INTO admins(name, password_hash, created_at) VALUES (?,?,?)').run(a.name, a.passwordHash, a.createdAt));
+  }
+  deleteAdmin(name: string): Promise<boolean> {
+    return wrap('admin', () => this.db.prepare('DELETE FROM admins WHERE name = ?').run(name).changes > 0);
+  }
+
+  addAudit(e: NewAudit): Promise<number> {
+    return wrap('audit', () =>
+      Number(this.db.prepare('INSERT INTO audit(at, kind, actor, action, target, detail) VALUES (?,?,?,?,?,?)').run(e.at, e.kind, e.actor, e.action, e.target, JSON.stringify(e.detail)).lastInsertRowid),
+    );
+  }
+  listAudit(q: { limit: number; before?: number; kind?: AuditKind }): Promise<AuditRecord[]> {
+    return wrap('audit', () => {
+      const where: string[] = [];
+      const args: unknown[] = [];
+      if (q.before !== undefined) (where.push('id < ?'), args.push(q.before));
+      if (q.kind !== undefined) (where.push('kind = ?'), args.push(q.kind));
+      const sql = `SELECT * FROM audit ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT ?`;
+      return (this.db.prepare(sql).all(...args, q.limit) as Record<string, unknown>[]).map((r) => ({
+        id: r['id'] as number,
+        at: r['at'] as number,
+        kind: r['kind'] as AuditKind,
+        actor: r['actor'] as string,
+        action: r['action'] as string,
+        target: r['target'] as string,
+        detail: JSON.parse(r['detail'] as string) as Record<string, unknown>,
+      }));
     });
   }
 

@@ -27,7 +27,49 @@ export interface AuthKeyRecord {
   revokedAt: number | null;
   usedCount: number;
   description: string;
+  /** How many registrations the key allows; null/absent: one, or unlimited when reusable. */
+  maxUses?: number | null;
 }
+
+/** A shareable session: a short-lived, limited-use ephemeral auth key behind a URL. */
+export interface ShareRecord {
+  /** Public id, "shr_…". */
+  id: string;
+  authKeyId: string;
+  /** SSH target the page opens, "[user@]host[:port]"; null when none. */
+  to: string | null;
+  tags: string[];
+  createdAt: number;
+  expiresAt: number;
+  /** Registrations allowed. */
+  uses: number;
+  revokedAt: number | null;
+  description: string;
+  /** Who made it: "admin:NAME" or "apikey:ID". */
+  createdBy: string;
+}
+
+export interface AdminRecord {
+  name: string;
+  /** "scrypt$N$r$p$salt$hash" (base64 salt and hash). */
+  passwordHash: string;
+  createdAt: number;
+}
+
+export type AuditKind = 'admin' | 'ssh';
+
+export interface AuditRecord {
+  id: number;
+  at: number;
+  kind: AuditKind;
+  actor: string;
+  action: string;
+  target: string;
+  /** JSON object; never secrets. */
+  detail: Record<string, unknown>;
+}
+
+export type NewAudit = Omit<AuditRecord, 'id'>;
 
 export interface ApiKeyRecord {
   id: string;
@@ -83,6 +125,19 @@ export interface Store {
   listAuthKeys(): Promise<AuthKeyRecord[]>;
   createAuthKey(k: AuthKeyRecord): Promise<void>;
   updateAuthKey(id: string, patch: Partial<Pick<AuthKeyRecord, 'usedCount' | 'revokedAt'>>): Promise<void>;
+
+  listShares(): Promise<ShareRecord[]>;
+  createShare(s: ShareRecord): Promise<void>;
+  revokeShare(id: string, now: number): Promise<void>;
+
+  listAdmins(): Promise<AdminRecord[]>;
+  /** Throws StoreError STORE_CONFLICT when the name exists. */
+  createAdmin(a: AdminRecord): Promise<void>;
+  deleteAdmin(name: string): Promise<boolean>;
+
+  addAudit(e: NewAudit): Promise<number>;
+  /** Newest first; `before`: only ids below it. */
+  listAudit(q: { limit: number; before?: number; kind?: AuditKind }): Promise<AuditRecord[]>;
 
   listApiKeys(): Promise<ApiKeyRecord[]>;
   createApiKey(k: ApiKeyRecord): Promise<void>;
