@@ -3,6 +3,7 @@
  * SSH and control errors of src/.
  */
 import { PierceError } from '../src/errors.ts';
+import { authFailureReason } from '../src/ssh/auth.ts';
 import type { ApiError, ErrorCode } from './api.ts';
 
 export function apiError(code: ErrorCode, message: string, extra: Partial<ApiError> = {}): ApiError {
@@ -48,8 +49,12 @@ export function sshError(e: unknown, ctx: { user: string; host: string; port: nu
   const msg = (e as Error)?.message ?? String(e);
   const where = `${ctx.user}@${ctx.host}`;
   switch (code) {
-    case 'SSH_AUTH_FAILED':
+    case 'SSH_AUTH_FAILED': {
+      // A server that decides by identity (pierce up --ssh) says why it refused.
+      const said = authFailureReason(msg);
+      if (said) return apiError('AUTH_FAILED', `${where}: refused by the server: ${said.replace(/^pierce: /, '')}`);
       return apiError('AUTH_FAILED', `${where}: authentication failed — wrong password or key (${msg})`);
+    }
     case 'SSH_TIMEOUT':
       return apiError('SSH_TIMEOUT', `${where}: ${msg}`);
     case 'SSH_CLOSED':

@@ -5,8 +5,8 @@
  */
 import { Backoff } from '../derp/backoff.ts';
 import type { MachinePublic } from '../key/keys.ts';
-import { ControlConnection, NetmapView } from '../control/client.ts';
-import type { MapResponse, RegisterRequest, ServerMessage, UpdateRequest } from '../control/messages.ts';
+import { AuditSender, ControlConnection, NetmapView } from '../control/client.ts';
+import type { AuditEvent, MapResponse, RegisterRequest, ServerMessage, UpdateRequest } from '../control/messages.ts';
 import { PierceError } from '../errors.ts';
 import type { EngineOptions, EngineState } from './types.ts';
 
@@ -28,6 +28,7 @@ export class ControlLoop {
   private waitRegister: { resolve: () => void; reject: (e: Error) => void } | undefined;
   private sleepTimer: unknown;
   private wake: (() => void) | undefined;
+  private readonly auditSender = new AuditSender();
 
   constructor(
     private readonly opts: EngineOptions,
@@ -60,6 +61,7 @@ export class ControlLoop {
       }
       this.connected = false;
       this.conn = undefined;
+      this.auditSender.setConnection(undefined);
       if (this.stopped) break;
       await this.sleep(this.backoff.next());
     }
@@ -107,11 +109,17 @@ export class ControlLoop {
     });
     this.waitRegister = undefined;
     this.registered = true;
+    this.auditSender.setConnection(this.conn);
     this.loginUrl = undefined;
     this.view = new NetmapView();
     this.conn.send({ t: 'map', discoKey: o.keys.disco.public().toString(), endpoints: this.report.endpoints ?? [], homeRelay: this.report.homeRelay ?? 0, stream: true, ...(o.sshServer ? { sshServer: true } : {}) });
     this.backoff.reset();
     await done;
+  }
+
+  /** Reports an event (an SSH session) to control's audit log; queued while disconnected. */
+  audit(e: AuditEvent): void {
+    this.auditSender.audit([e]);
   }
 
   private onMessage(m: ServerMessage): void {
@@ -140,6 +148,13 @@ export class ControlLoop {
         else {
           this.log('warn', `control: ${m.code}: ${m.message}`);
           if (m.code === 'NODE_KEY_EXPIRED') this.setState('expired');
+          // Deleted by an admin, a revoked share link or its expiry: this node no longer exists
+          // at control, and registering again would only ask for a login. The session is over.
+          if (m.code === 'NODE_DELETED') {
+            this.stopped = true;
+            this.setState('stopped');
+            this.wake?.();
+          }
         }
         return;
       case 'keepalive':

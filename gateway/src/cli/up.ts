@@ -25,6 +25,10 @@ Runs this machine as a mesh node in the foreground.
   --forward PORT[=HOST:PORT]
                             let the tailnet reach TCP PORT on this node, forwarded to HOST:PORT
                             (default 127.0.0.1:PORT); repeatable. Nothing else is reachable.
+  --ssh                     answer SSH on tailnet port 22 with the built-in server: logins are
+                            decided by the policy's "ssh" rules and the caller's tailnet
+                            identity (no keys, no passwords); PTYs, exec, exit status, an
+                            audit line per session (docs/ssh-server.md)
   --relay-transport derp|websocket
                             how to reach relays (default derp: TCP with Upgrade: DERP)
 
@@ -83,6 +87,7 @@ export async function upCommand(argv: string[], io: Io): Promise<number> {
       'advertise-tags': { type: 'string' },
       ephemeral: { type: 'boolean' },
       forward: { type: 'string', multiple: true },
+      ssh: { type: 'boolean' },
       'relay-transport': { type: 'string' },
       port: { type: 'string' },
       endpoint: { type: 'string', multiple: true },
@@ -122,6 +127,7 @@ export async function upCommand(argv: string[], io: Io): Promise<number> {
   const rt = values['relay-transport'];
   if (rt !== undefined && rt !== 'derp' && rt !== 'websocket') throw new UsageError('--relay-transport is derp or websocket');
   for (const f of values.forward ?? []) if (!/^\d{1,5}(=.+:\d{1,5})?$/.test(f)) throw new UsageError(`--forward "${f}": expected PORT or PORT=HOST:PORT`);
+  if (values.ssh && (values.forward ?? []).some((f) => /^22(=|$)/.test(f))) throw new UsageError('--ssh answers tailnet port 22 itself: drop --forward 22 (or forward another port)');
   const stateDir = values.state ?? defaultStateDir();
   const verbose = values.verbose ?? false;
   const log = (level: 'debug' | 'info' | 'warn', m: string) => {
@@ -136,6 +142,7 @@ export async function upCommand(argv: string[], io: Io): Promise<number> {
     ...(values['advertise-tags'] ? { tags: values['advertise-tags'].split(',').filter(Boolean) } : {}),
     ...(values.ephemeral ? { ephemeral: true } : {}),
     forwards: values.forward ?? [],
+    ...(values.ssh ? { ssh: true } : {}),
     ...(rt ? { transport: { relayTransport: rt } } : {}),
     direct,
     ...(dns ? { dns } : {}),

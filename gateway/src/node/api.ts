@@ -150,7 +150,12 @@ export function apiConnect(socketPath: string, peer: string, port: number): Prom
       path: `/nc?peer=${encodeURIComponent(peer)}&port=${port}`,
       headers: { Connection: 'Upgrade', Upgrade: 'pierce-nc' },
     });
-    req.on('upgrade', (_res, socket) => resolve(socket));
+    req.on('upgrade', (_res, socket, head) => {
+      // Bytes the peer sent right after the 101 arrive in `head` (a server that speaks first,
+      // e.g. an SSH server writing its version line at once): put them back in the stream.
+      if (head.length > 0) socket.unshift(head);
+      resolve(socket);
+    });
     req.on('response', (res) => {
       let b = '';
       res.on('data', (d: Buffer) => (b += d.toString()));

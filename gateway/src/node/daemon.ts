@@ -19,6 +19,7 @@ import { hasIPv4, nat64Url, nodeUdp } from './udp.ts';
 import { detectNat64 } from '../nat64/detect.ts';
 import type { DirectOptions, PortMapping as EnginePortMapping } from '../../../src/engine/types.ts';
 import { PortMapper } from '../portmap/mapper.ts';
+import { startSshd, type Sshd } from '../sshd/server.ts';
 
 export interface NodeOptions {
   controlUrl: string;
@@ -30,6 +31,8 @@ export interface NodeOptions {
   ephemeral?: boolean;
   /** "PORT" or "PORT=HOST:PORT": tailnet TCP PORT on this node reaches HOST:PORT (default 127.0.0.1). */
   forwards?: string[];
+  /** Run the built-in SSH server on tailnet port 22 (gateway/src/sshd). */
+  ssh?: boolean;
   transport?: NodeTransportOptions;
   /** NAT traversal options; `disable` makes the node relay-only. */
   direct?: DirectOptions;
@@ -96,6 +99,7 @@ export async function startNode(o: NodeOptions): Promise<RunningNode> {
     ...(o.authKey ? { authKey: o.authKey } : {}),
     ...(o.tags?.length ? { tags: o.tags } : {}),
     ...(o.ephemeral ? { ephemeral: true } : {}),
+    ...(o.ssh ? { sshServer: true } : {}),
     keys: state.keys,
     ...(pinned ? { serverKey: pinned } : {}),
     backend: nodeBackend,
@@ -114,12 +118,14 @@ export async function startNode(o: NodeOptions): Promise<RunningNode> {
   let resolveStopped!: () => void;
   const stopped = new Promise<void>((r) => (resolveStopped = r));
   const listens: ListenHandle[] = [];
+  let sshd: Sshd | undefined;
   let api: Server | undefined;
   let stopping = false;
   const stop = async () => {
     if (stopping) return stopped;
     stopping = true;
     for (const l of listens) await l.close().catch(() => {});
+    sshd?.close();
     engine.stop();
     // Release port mappings (bounded: a gateway that stopped answering must not hold us up).
     await Promise.race([Promise.all([...mappers].map((m) => m.close())), new Promise((r) => setTimeout(r, 2000))]);
@@ -137,6 +143,10 @@ export async function startNode(o: NodeOptions): Promise<RunningNode> {
       } catch (e) {
         o.log('warn', `--forward ${f}: ${(e as Error).message}`);
       }
+    }
+    if (o.ssh) {
+      sshd = startSshd({ engine, net, hostKey: state.sshHostKey, log: o.log, audit: (e) => engine.control.audit(e) });
+      o.log('info', `ssh: built-in server on tailnet port 22`);
     }
     o.onRunning?.(engine);
   });

@@ -5,6 +5,7 @@
  */
 import { mkdir, readFile, writeFile, chmod } from 'node:fs/promises';
 import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
 import { DiscoPrivate, MachinePrivate, MachinePublic, NodePrivate } from '../../../src/key/keys.ts';
 import { PierceError } from '../../../src/errors.ts';
 import type { EngineKeys } from '../../../src/engine/types.ts';
@@ -14,6 +15,8 @@ export interface NodeState {
   keys: EngineKeys;
   serverKey: MachinePublic | undefined;
   controlUrl: string | undefined;
+  /** The built-in SSH server's ed25519 host key seed (ssh_host_ed25519.key, made on first use). */
+  sshHostKey: Uint8Array;
 }
 
 async function loadKey<T>(file: string, parse: (s: string) => T, make: () => { toBase64(): string } & T): Promise<T> {
@@ -41,7 +44,19 @@ export async function loadState(dir: string): Promise<NodeState> {
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new PierceError('STATE_CORRUPT', `${join(dir, 'control.json')}: ${(e as Error).message}`);
   }
-  return { dir, keys: { machine, node, disco: DiscoPrivate.generate() }, serverKey, controlUrl };
+  const host = await loadKey(
+    join(dir, 'ssh_host_ed25519.key'),
+    (s) => {
+      const b = Buffer.from(s, 'base64');
+      if (b.length !== 32) throw new Error('not a 32-byte ed25519 seed');
+      return { seed: new Uint8Array(b) };
+    },
+    () => {
+      const seed = new Uint8Array(randomBytes(32));
+      return { seed, toBase64: () => Buffer.from(seed).toString('base64') };
+    },
+  );
+  return { dir, keys: { machine, node, disco: DiscoPrivate.generate() }, serverKey, controlUrl, sshHostKey: host.seed };
 }
 
 /** Pins the control server's key for this control URL. */
