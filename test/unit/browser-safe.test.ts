@@ -1,8 +1,8 @@
 /**
  * src/browser/ runs in a Web Worker: it, and every src/ file it imports (transitively), must
  * use no Node API — no `node:` imports, no Node-only packages, no `Buffer`, no `process`.
- * The same holds for the worker (worker/) and the page (src/ui/), which also must import
- * nothing from gateway/ (Node-only code, DESIGN invariant 5).
+ * The same holds for the worker (worker/), the page (src/ui/) and the admin console
+ * (src/admin/), which also must import nothing from gateway/ (Node-only code, DESIGN invariant 5).
  */
 import { describe, expect, it } from 'vitest';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -87,11 +87,11 @@ function sources(dir: string): string[] {
 
 describe('the worker and the page are browser-safe', () => {
   const worker = sources('worker');
-  const ui = sources('src/ui');
+  const ui = [...sources('src/ui'), ...sources('src/admin')];
 
-  it('has the worker entry, its API and the page entry', () => {
+  it('has the worker entry, its API, the page entry and the admin console entry', () => {
     const rel = [...worker, ...ui].map((e) => relative(ROOT, e));
-    expect(rel).toEqual(expect.arrayContaining(['worker/engine-worker.ts', 'worker/api.ts', 'worker/tcp-duplex.ts', 'worker/store.ts', 'src/ui/main.tsx']));
+    expect(rel).toEqual(expect.arrayContaining(['worker/engine-worker.ts', 'worker/api.ts', 'worker/tcp-duplex.ts', 'worker/store.ts', 'src/ui/main.tsx', 'src/admin/main.tsx', 'src/admin/api.ts']));
   });
 
   it('imports nothing from Node or gateway/, directly or through what they import', () => {
