@@ -64,12 +64,20 @@ export function App({ api, options }: { api: Api; options: PageOptions }) {
   // Automatic SSH: #ssh=user@peer once the peer is in the netmap and online.
   useEffect(() => {
     const a = options.ssh;
-    if (!a || autoSshDone.current || status?.state !== 'running') return;
-    const p = status.peers.find((x) => x.name === a.host || x.addrs.some((ad) => ad.split('/')[0] === a.host));
+    const host = a?.host ?? options.sshFormFor;
+    if (!host || autoSshDone.current || status?.state !== 'running') return;
+    const p = status.peers.find((x) => x.name === host || x.addrs.some((ad) => ad.split('/')[0] === host));
     if (!p || !p.online) return;
     autoSshDone.current = true;
-    openTerminal({ host: a.host, user: a.user, port: a.port, auth: a.auth });
-  }, [status, options.ssh, openTerminal]);
+    if (a) openTerminal({ host: a.host, user: a.user, port: a.port, auth: a.auth });
+    else setSshFor(host);
+  }, [status, options.ssh, options.sshFormFor, openTerminal]);
+
+  // Control deleted this node (a revoked or expired share link, an admin): the session is over.
+  const ended = status?.state === 'stopped' && status.lastError?.code === 'NODE_DELETED';
+  useEffect(() => {
+    if (ended) setTerms([]);
+  }, [ended]);
 
   const leave = async () => {
     setBusy(true);
@@ -97,7 +105,9 @@ export function App({ api, options }: { api: Api; options: PageOptions }) {
         )}
       </header>
       {error && <ErrorBanner error={error} onClose={() => setError(null)} />}
-      {!error && controlError && <ErrorBanner error={{ code: controlError.code, message: controlError.message }} />}
+      {!error && controlError && (
+        <ErrorBanner error={{ code: controlError.code, message: ended ? `This session has ended: ${controlError.message}` : controlError.message }} />
+      )}
       {!joined && status && <JoinForm options={options} busy={busy} saved={status.saved} onJoin={join} />}
       {loginUrl && status?.state === 'needs-login' && (
         <p class="notice">
@@ -108,7 +118,14 @@ export function App({ api, options }: { api: Api; options: PageOptions }) {
         </p>
       )}
       {joined && status && <SelfLine status={status} />}
-      {joined && status && status.self && <PeerList api={api} status={status} onSsh={(name) => setSshFor(name)} />}
+      {joined && status && status.self && !ended && (
+        <PeerList
+          api={api}
+          status={status}
+          onSsh={(name) => setSshFor(name)}
+          {...(options.quickUser ? { quickUser: options.quickUser, onQuickSsh: (name: string) => openTerminal({ host: name, user: options.quickUser!, port: 22, auth: { kind: 'publickey' } }) } : {})}
+        />
+      )}
       {sshFor && <SshForm api={api} host={sshFor} onCancel={() => setSshFor(null)} onConnect={openTerminal} />}
       {terms.length > 0 && (
         <Terminals

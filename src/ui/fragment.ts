@@ -7,6 +7,10 @@
  *   &hostname=NAME                    … with this name
  *   &leases=0                         … without UDP leases (relay only)
  *   &ssh=USER@PEER[:PORT]             open a terminal to PEER once it is in the netmap
+ *   &ssh=PEER[:PORT]                  … as the `user` below, or open the SSH form for PEER
+ *   &user=NAME                        peers get a one-click "SSH as NAME" button (for hosts
+ *                                     with the built-in SSH server, where the tailnet identity
+ *                                     is the login; `npm start`'s demo link sets it)
  *   &password=PW                      … logging in with this password (tests and demos only!)
  *   &auth=publickey|keyboard-interactive|password   … with this method (default: password when
  *                                     one is given, else the browser key)
@@ -28,6 +32,10 @@ export interface PageOptions {
   hostname?: string;
   leases: boolean;
   ssh?: AutoSsh;
+  /** A host to open the SSH form for (`#ssh=PEER` without a user and no `user`). */
+  sshFormFor?: string;
+  /** The login of the one-click SSH button. */
+  quickUser?: string;
 }
 
 export function parseSshTarget(s: string): { user: string; host: string; port: number } | undefined {
@@ -49,7 +57,15 @@ export function readPageOptions(loc: Location = location): PageOptions {
   if (authKey) o.authKey = authKey;
   const hostname = f.get('hostname');
   if (hostname) o.hostname = hostname;
-  const target = f.get('ssh') ? parseSshTarget(f.get('ssh')!) : undefined;
+  const quickUser = f.get('user')?.trim();
+  if (quickUser && /^[A-Za-z_][A-Za-z0-9_.-]{0,31}$/.test(quickUser)) o.quickUser = quickUser;
+  const sshText = f.get('ssh')?.trim() ?? '';
+  let target = sshText ? parseSshTarget(sshText) : undefined;
+  if (!target && sshText && !sshText.includes('@')) {
+    const bareTarget = parseSshTarget(`${o.quickUser ?? '_'}@${sshText}`);
+    if (bareTarget && o.quickUser) target = bareTarget;
+    else if (bareTarget) o.sshFormFor = bareTarget.host;
+  }
   if (target) {
     const password = f.get('password');
     const method = f.get('auth');

@@ -29,7 +29,13 @@ export function SelfLine({ status }: { status: WorkerStatus }) {
   );
 }
 
-function PeerRow({ api, peer, onSsh }: { api: Api; peer: Peer; onSsh: (name: string) => void }) {
+interface QuickSsh {
+  /** The login of the one-click SSH button (`#user=`), for hosts with the built-in server. */
+  quickUser?: string;
+  onQuickSsh?: (name: string) => void;
+}
+
+function PeerRow({ api, peer, onSsh, quickUser, onQuickSsh }: { api: Api; peer: Peer; onSsh: (name: string) => void } & QuickSsh) {
   const [ping, setPing] = useState<{ busy: boolean; result?: PingOutcome; error?: ApiError }>({ busy: false });
   const doPing = async () => {
     setPing({ busy: true });
@@ -56,8 +62,13 @@ function PeerRow({ api, peer, onSsh }: { api: Api; peer: Peer; onSsh: (name: str
         <button type="button" class="secondary" onClick={doPing} disabled={ping.busy} data-testid="peer-ping">
           {ping.busy ? 'Pinging…' : 'Ping'}
         </button>
-        <button type="button" onClick={() => onSsh(peer.name)} data-testid="peer-ssh">
-          SSH
+        {quickUser && onQuickSsh && (
+          <button type="button" onClick={() => onQuickSsh(peer.name)} disabled={!peer.online} data-testid="peer-ssh-quick">
+            SSH as {quickUser}
+          </button>
+        )}
+        <button type="button" class={quickUser ? 'secondary' : ''} onClick={() => onSsh(peer.name)} data-testid="peer-ssh">
+          {quickUser ? 'SSH…' : 'SSH'}
         </button>
         {(ping.result || ping.error) && (
           <span class={`ping ${ping.error ? 'bad' : ''}`} data-testid="ping-result" data-code={ping.error?.code ?? 'OK'}>
@@ -69,7 +80,7 @@ function PeerRow({ api, peer, onSsh }: { api: Api; peer: Peer; onSsh: (name: str
   );
 }
 
-export function PeerList({ api, status, onSsh }: { api: Api; status: WorkerStatus; onSsh: (name: string) => void }) {
+export function PeerList({ api, status, onSsh, quickUser, onQuickSsh }: { api: Api; status: WorkerStatus; onSsh: (name: string) => void } & QuickSsh) {
   const peers = [...status.peers].sort((a, b) => Number(b.online) - Number(a.online) || a.name.localeCompare(b.name));
   return (
     <section class="card">
@@ -79,7 +90,7 @@ export function PeerList({ api, status, onSsh }: { api: Api; status: WorkerStatu
       ) : (
         <ul class="peers">
           {peers.map((p) => (
-            <PeerRow key={p.name} api={api} peer={p} onSsh={onSsh} />
+            <PeerRow key={p.name} api={api} peer={p} onSsh={onSsh} {...(quickUser && onQuickSsh ? { quickUser, onQuickSsh } : {})} />
           ))}
         </ul>
       )}

@@ -8,8 +8,10 @@ import { relayCommand } from './relay.ts';
 import { policyCommand } from './policy.ts';
 import { controlCommand } from './control.ts';
 import { adminCommand } from './admin.ts';
+import { shareCommand } from './share.ts';
 import { nodeCommand, upCommand } from './up.ts';
 import { netcheckCommand } from './netcheck.ts';
+import { demoCommand } from './demo.ts';
 
 const VERSION = '0.1.0';
 
@@ -32,6 +34,8 @@ Commands:
   control --listen A:P --db F   run the coordination server (registration, policy, netmaps)
   control apikey --db FILE      print a new admin API key
   admin <what> <action>         manage users, auth keys, nodes, policy through the admin API
+  share create|list|revoke      links that let a browser join for a while (shareable sessions)
+  demo [--data DIR]             a whole mesh on this machine: control, page, relay, an SSH host
 
 Every command takes --help (e.g. \`pierce up --help\`, \`pierce admin --help\`).
 `;
@@ -83,10 +87,14 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
         return await controlCommand(rest, io);
       case 'admin':
         return await adminCommand(rest, io);
+      case 'share':
+        return await shareCommand(rest, io);
       case 'up':
         return await upCommand(rest, io);
       case 'netcheck':
         return await netcheckCommand(rest, io);
+      case 'demo':
+        return await demoCommand(rest, io);
       case 'status':
       case 'ping':
       case 'nc':
