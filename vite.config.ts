@@ -12,7 +12,7 @@ export default defineConfig({
   publicDir: 'public',
   // Relative asset URLs: dist/ can be served from any path of any static server.
   base: './',
-  // `PIERCE_CONTROL=http://127.0.0.1:8080 npm start`: the dev server passes /api to that control
+  // `PIERCE_CONTROL=http://127.0.0.1:8080 npm run dev`: the dev server passes /api to that control
   // server, so that the admin console (/admin.html) works from the dev server too.
   server: { host: '127.0.0.1', port: 5173, ...(process.env['PIERCE_CONTROL'] ? { proxy: { '/api': { target: process.env['PIERCE_CONTROL'], changeOrigin: true } } } : {}) },
   // Pre-bundle the worker's dependencies too (noble, …), so that the dev server does not
