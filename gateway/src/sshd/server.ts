@@ -10,7 +10,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Duplex } from 'node:stream';
-import type { PeerInfo } from '../../../src/control/messages.ts';
+import type { AuditEvent, PeerInfo } from '../../../src/control/messages.ts';
 import type { Engine } from '../../../src/engine/engine.ts';
 import type { LogFn } from '../../../src/engine/types.ts';
 import { sshAccess } from '../../../src/policy/index.ts';
@@ -20,20 +20,6 @@ import { sshDuplex } from './duplex.ts';
 import { runSession } from './process.ts';
 import { canRunAs, lookupUser, type LocalUser } from './users.ts';
 
-export interface SshAuditEvent {
-  kind: 'ssh';
-  action: 'accept' | 'reject' | 'end';
-  at: number;
-  session: string;
-  srcAddr: string;
-  srcNode?: string;
-  sshUser: string;
-  localUser?: string;
-  reason?: string;
-  exitStatus?: number;
-  durationMs?: number;
-}
-
 export interface SshdOptions {
   engine: Engine;
   net: TunnelNet;
@@ -41,7 +27,7 @@ export interface SshdOptions {
   hostKey: Uint8Array;
   port?: number;
   log: LogFn;
-  audit?: (e: SshAuditEvent) => void;
+  audit?: (e: AuditEvent) => void;
 }
 
 export interface Sshd {
@@ -62,8 +48,8 @@ export function startSshd(o: SshdOptions): Sshd {
     const src = info.remoteAddress;
     const peer = peerByAddr(o.engine, src);
     const who = peer ? `${peer.name}${peer.user ? ` (${peer.user})` : peer.tags.length ? ` (${peer.tags.join(',')})` : ''} at ${src}` : src;
-    const event = (e: Omit<SshAuditEvent, 'kind' | 'at' | 'session' | 'srcAddr' | 'srcNode'>) => {
-      const full: SshAuditEvent = { kind: 'ssh', at: Date.now(), session: id, srcAddr: src, ...(peer ? { srcNode: peer.name } : {}), ...e };
+    const event = (e: Omit<AuditEvent, 'kind' | 'at' | 'session' | 'srcAddr' | 'srcNode'>) => {
+      const full: AuditEvent = { kind: 'ssh', at: Date.now(), session: id, srcAddr: src, ...(peer ? { srcNode: peer.name } : {}), ...e };
       o.audit?.(full);
     };
     let user: LocalUser | undefined;
