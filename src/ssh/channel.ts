@@ -6,23 +6,12 @@
  * `closed` always resolves (never rejects) with the exit status / signal and, if the channel
  * ended abnormally, the error.
  */
+import { ChannelCore, LOCAL_MAX_PACKET, safe, type ChannelCoreHost } from './channel-core.ts';
 import { SshReader, SshWriter, utf8 } from './codec.ts';
-import {
-  EXTENDED_DATA_STDERR,
-  MSG_CHANNEL_CLOSE,
-  MSG_CHANNEL_DATA,
-  MSG_CHANNEL_EOF,
-  MSG_CHANNEL_EXTENDED_DATA,
-  MSG_CHANNEL_FAILURE,
-  MSG_CHANNEL_REQUEST,
-  MSG_CHANNEL_SUCCESS,
-  MSG_CHANNEL_WINDOW_ADJUST,
-} from './constants.ts';
+import { EXTENDED_DATA_STDERR, MSG_CHANNEL_FAILURE, MSG_CHANNEL_REQUEST } from './constants.ts';
 import { SshError } from './errors.ts';
 
-/** Our receive window and largest packet we accept (OpenSSH uses 2 MiB / 32 KiB for sessions). */
-export const LOCAL_WINDOW = 2 * 1024 * 1024;
-export const LOCAL_MAX_PACKET = 32 * 1024;
+export { LOCAL_MAX_PACKET, LOCAL_WINDOW } from './channel-core.ts';
 
 export interface ExitInfo {
   exitStatus?: number;
@@ -42,50 +31,34 @@ export interface PtyOptions {
 }
 
 /** What a channel needs from its connection. */
-export interface ChannelHost {
-  send(payload: Uint8Array): void;
-  release(localId: number): void;
+export interface ChannelHost extends ChannelCoreHost {
   requestTimeoutMs: number;
 }
 
 type Waiter = { resolve: () => void; reject: (e: SshError) => void; timer: ReturnType<typeof setTimeout> };
 
-export class SshChannel {
-  remoteId = 0;
-  private remoteWindow = 0;
-  private remoteMaxPacket = 0;
-  private localWindow = LOCAL_WINDOW;
-  private consumed = 0;
-  private outQueue: Uint8Array[] = [];
-  private eofQueued = false;
-  private closeQueued = false;
-  private eofSent = false;
-  private closeSent = false;
-  private finished = false;
-  eofReceived = false;
+export class SshChannel extends ChannelCore {
   readonly exit: ExitInfo = {};
   private dataCb: ((b: Uint8Array) => void) | undefined;
   private stderrCb: ((b: Uint8Array) => void) | undefined;
   private eofCb: (() => void) | undefined;
   private bufData: Uint8Array[] = [];
   private bufStderr: Uint8Array[] = [];
-  private paused = false;
   private requests: Waiter[] = [];
   readonly closed: Promise<ExitInfo>;
   private resolveClosed!: (e: ExitInfo) => void;
 
   constructor(
-    private readonly host: ChannelHost,
-    readonly localId: number,
+    protected override readonly host: ChannelHost,
+    localId: number,
   ) {
+    super(host, localId);
     this.closed = new Promise((res) => (this.resolveClosed = res));
   }
 
   /** Called by the connection on OPEN_CONFIRMATION. */
   confirm(remoteId: number, window: number, maxPacket: number): void {
-    this.remoteId = remoteId;
-    this.remoteWindow = window;
-    this.remoteMaxPacket = Math.max(1, Math.min(maxPacket, LOCAL_MAX_PACKET * 8));
+    this.setRemote(remoteId, window, maxPacket, LOCAL_MAX_PACKET * 8);
   }
 
   onData(cb: (b: Uint8Array) => void): void {
@@ -96,21 +69,8 @@ export class SshChannel {
     this.stderrCb = cb;
     while (!this.paused && this.bufStderr.length) this.deliver(this.bufStderr.shift()!, cb);
   }
-  /**
-   * Stops delivering data: it is buffered and the receive window is not re-opened, so the
-   * server stops after at most one window (a slow consumer, e.g. a terminal still drawing).
-   */
-  pause(): void {
-    this.paused = true;
-  }
-
-  /** Delivers what was buffered while paused, and re-opens the window as it is taken. */
-  resume(): void {
-    if (!this.paused) return;
-    this.paused = false;
-    while (!this.paused && this.dataCb && this.bufData.length) this.deliver(this.bufData.shift()!, this.dataCb);
-    while (!this.paused && this.stderrCb && this.bufStderr.length) this.deliver(this.bufStderr.shift()!, this.stderrCb);
-  }
+  // pause() / resume(): ChannelCore; a paused channel makes the server stop after at most one
+  // window (a slow consumer, e.g. a terminal still drawing).
 
   get isPaused(): boolean {
     return this.paused;
@@ -126,7 +86,7 @@ export class SshChannel {
     if (this.eofQueued || this.finished) throw new SshError('SSH_CHANNEL', 'write after end or close');
     const b = typeof data === 'string' ? utf8(data) : data;
     if (b.length === 0) return;
-    this.outQueue.push(b);
+    this.enqueue(b, false);
     this.flush();
   }
 
@@ -141,7 +101,7 @@ export class SshChannel {
   close(): void {
     if (this.closeQueued || this.finished) return;
     this.closeQueued = true;
-    this.outQueue = [];
+    this.dropQueued();
     this.flush();
   }
 
@@ -197,105 +157,48 @@ export class SshChannel {
   }
 
   private deliver(b: Uint8Array, cb: (b: Uint8Array) => void): void {
-    this.consumed += b.length;
-    if (this.consumed >= LOCAL_WINDOW / 2 && !this.finished && !this.closeSent) {
-      this.host.send(new SshWriter(16).byte(MSG_CHANNEL_WINDOW_ADJUST).uint32(this.remoteId).uint32(this.consumed).bytes());
-      this.localWindow += this.consumed;
-      this.consumed = 0;
-    }
-    try {
-      cb(b);
-    } catch {
-      /* a listener's exception must not break the connection */
+    this.consume(b.length);
+    safe(() => cb(b));
+  }
+
+  // ---- ChannelCore hooks (handle() parses and checks the messages) -----------------------------
+
+  /** Data after the server's EOF, or after our channel finished, is a protocol error. */
+  protected override checkDataAllowed(): void {
+    if (this.eofReceived || this.finished) throw new SshError('SSH_PROTOCOL', 'channel data after EOF or CLOSE');
+  }
+
+  protected override onPeerData(data: Uint8Array, ext: number): void {
+    if (ext === -1) {
+      if (this.dataCb && !this.paused) this.deliver(data, this.dataCb);
+      else this.bufData.push(data);
+    } else if (ext === EXTENDED_DATA_STDERR) {
+      if (this.stderrCb && !this.paused) this.deliver(data, this.stderrCb);
+      else this.bufStderr.push(data);
+    } else {
+      this.consume(data.length); // unknown stream: consume and drop
     }
   }
 
-  private flush(): void {
-    if (this.finished || this.closeSent) return;
-    while (this.outQueue.length > 0 && this.remoteWindow > 0) {
-      const head = this.outQueue[0]!;
-      const n = Math.min(head.length, this.remoteWindow, this.remoteMaxPacket);
-      this.host.send(new SshWriter(n + 16).byte(MSG_CHANNEL_DATA).uint32(this.remoteId).string(head.subarray(0, n)).bytes());
-      this.remoteWindow -= n;
-      if (n === head.length) this.outQueue.shift();
-      else this.outQueue[0] = head.subarray(n);
-    }
-    if (this.outQueue.length > 0) return;
-    if (this.eofQueued && !this.eofSent) {
-      this.eofSent = true;
-      this.host.send(new SshWriter(8).byte(MSG_CHANNEL_EOF).uint32(this.remoteId).bytes());
-    }
-    if (this.closeQueued && !this.closeSent) {
-      this.closeSent = true;
-      this.host.send(new SshWriter(8).byte(MSG_CHANNEL_CLOSE).uint32(this.remoteId).bytes());
-    }
+  protected override pump(): void {
+    while (!this.paused && this.dataCb && this.bufData.length) this.deliver(this.bufData.shift()!, this.dataCb);
+    while (!this.paused && this.stderrCb && this.bufStderr.length) this.deliver(this.bufStderr.shift()!, this.stderrCb);
   }
 
-  /** Handles a channel message addressed to us (type 93–100); throws SSH_PROTOCOL on bad input. */
-  handle(p: Uint8Array): void {
-    const r = new SshReader(p, 'channel message');
-    const type = r.byte();
-    r.uint32(); // recipient, already matched
-    switch (type) {
-      case MSG_CHANNEL_WINDOW_ADJUST: {
-        const add = r.uint32();
-        if (this.remoteWindow + add > 0xffffffff) throw new SshError('SSH_PROTOCOL', 'channel window above 2^32-1');
-        this.remoteWindow += add;
-        this.flush();
-        return;
-      }
-      case MSG_CHANNEL_DATA:
-      case MSG_CHANNEL_EXTENDED_DATA: {
-        const code = type === MSG_CHANNEL_EXTENDED_DATA ? r.uint32() : -1;
-        const data = Uint8Array.from(r.string());
-        r.end();
-        if (this.eofReceived || this.finished) throw new SshError('SSH_PROTOCOL', 'channel data after EOF or CLOSE');
-        if (data.length > this.localWindow) throw new SshError('SSH_PROTOCOL', `channel data (${data.length} bytes) exceeds the window (${this.localWindow})`);
-        if (data.length > LOCAL_MAX_PACKET) throw new SshError('SSH_PROTOCOL', `channel data of ${data.length} bytes exceeds the maximum packet size`);
-        this.localWindow -= data.length;
-        if (code === -1) {
-          if (this.dataCb && !this.paused) this.deliver(data, this.dataCb);
-          else this.bufData.push(data);
-        } else if (code === EXTENDED_DATA_STDERR) {
-          if (this.stderrCb && !this.paused) this.deliver(data, this.stderrCb);
-          else this.bufStderr.push(data);
-        } else {
-          this.deliver(data, () => {}); // unknown stream: consume and drop
-        }
-        return;
-      }
-      case MSG_CHANNEL_EOF:
-        this.eofReceived = true;
-        try {
-          this.eofCb?.();
-        } catch {
-          /* ignore */
-        }
-        return;
-      case MSG_CHANNEL_CLOSE:
-        if (!this.closeSent) {
-          this.closeSent = true;
-          this.host.send(new SshWriter(8).byte(MSG_CHANNEL_CLOSE).uint32(this.remoteId).bytes());
-        }
-        this.finish();
-        return;
-      case MSG_CHANNEL_REQUEST:
-        return this.onRequest(r);
-      case MSG_CHANNEL_SUCCESS:
-      case MSG_CHANNEL_FAILURE: {
-        const w = this.requests.shift();
-        if (!w) throw new SshError('SSH_PROTOCOL', 'channel request reply without a request');
-        clearTimeout(w.timer);
-        if (type === MSG_CHANNEL_SUCCESS) w.resolve();
-        else w.reject(new SshError('SSH_CHANNEL', 'the server refused the request'));
-        return;
-      }
-      default:
-        throw new SshError('SSH_PROTOCOL', `unexpected channel message ${type}`);
-    }
+  protected override onPeerEof(): void {
+    const cb = this.eofCb;
+    if (cb) safe(cb);
   }
 
-  private onRequest(r: SshReader): void {
+  protected override onReply(ok: boolean): void {
+    const w = this.requests.shift();
+    if (!w) throw new SshError('SSH_PROTOCOL', 'channel request reply without a request');
+    clearTimeout(w.timer);
+    if (ok) w.resolve();
+    else w.reject(new SshError('SSH_CHANNEL', 'the server refused the request'));
+  }
+
+  protected override onRequest(r: SshReader): void {
     const type = r.text();
     const wantReply = r.bool();
     if (type === 'exit-status') {
@@ -312,7 +215,7 @@ export class SshChannel {
   }
 
   /** Ends the channel: on CLOSE from the server, a refused open, or a failed connection. */
-  finish(error?: SshError): void {
+  override finish(error?: SshError): void {
     if (this.finished) return;
     this.finished = true;
     if (error) this.exit.error = error;

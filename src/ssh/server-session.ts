@@ -28,23 +28,13 @@
  * queued output; `end()` only EOF; `close()` drops queued output and sends CLOSE now. `onClose`
  * fires once, when both CLOSEs have crossed or the connection is gone.
  */
+import { ChannelCore, LOCAL_MAX_PACKET, LOCAL_WINDOW, safe, type ChannelCoreHost } from './channel-core.ts';
 import { SshReader, SshWriter } from './codec.ts';
-import {
-  EXTENDED_DATA_STDERR,
-  MSG_CHANNEL_CLOSE,
-  MSG_CHANNEL_DATA,
-  MSG_CHANNEL_EOF,
-  MSG_CHANNEL_EXTENDED_DATA,
-  MSG_CHANNEL_FAILURE,
-  MSG_CHANNEL_REQUEST,
-  MSG_CHANNEL_SUCCESS,
-  MSG_CHANNEL_WINDOW_ADJUST,
-} from './constants.ts';
-import { SshError } from './errors.ts';
+import { MSG_CHANNEL_FAILURE, MSG_CHANNEL_REQUEST, MSG_CHANNEL_SUCCESS } from './constants.ts';
 
 /** Our receive window and largest data packet we accept (OpenSSH's session defaults). */
-export const SERVER_WINDOW = 2 * 1024 * 1024;
-export const SERVER_MAX_PACKET = 32 * 1024;
+export const SERVER_WINDOW = LOCAL_WINDOW;
+export const SERVER_MAX_PACKET = LOCAL_MAX_PACKET;
 /** Largest data packet we send, whatever the client allows. */
 const SEND_MAX_PACKET = 32 * 1024;
 /** Queued output above which `write` returns false. */
@@ -63,39 +53,21 @@ export interface PtyRequest {
 /** A request handler's answer: accept (true) or refuse (false), now or later. */
 export type RequestAnswer = boolean | Promise<boolean>;
 
-/** What a session needs from its connection. */
-export interface SessionHost {
-  /** Sends a payload; a no-op once the connection is closed. */
-  send(payload: Uint8Array): void;
-  release(localId: number): void;
-}
+/** What a session needs from its connection (`send` is a no-op once the connection is closed). */
+export type SessionHost = ChannelCoreHost;
 
 type Slot = { wantReply: boolean; done: boolean; ok: boolean };
-type Out = { data: Uint8Array; stderr: boolean };
 
-export class ServerSession {
-  private remoteWindow: number;
-  private readonly remoteMaxPacket: number;
-  private localWindow = SERVER_WINDOW;
-  private consumed = 0;
-  private out: Out[] = [];
-  private queued = 0;
+export class ServerSession extends ChannelCore {
+  // From ChannelCore: eofReceived (the client sent EOF: no more stdin), remoteId, localId, handle().
   private needDrain = false;
   private exitMsg: Uint8Array | undefined;
   private exitSent = false;
-  private eofQueued = false;
-  private eofSent = false;
-  private closeQueued = false;
-  private closeSent = false;
-  private finished = false;
   private flushing = false;
   private flushAgain = false;
   private started = false;
   private replies: Slot[] = [];
-  private paused = false;
   private inbox: Uint8Array[] = [];
-  /** The client sent EOF (no more stdin). */
-  eofReceived = false;
   /** The client's requested command ("exec"), subsystem name, or "" for a shell, once accepted. */
   command: string | undefined;
   /** The accepted pty-req, if any. */
@@ -114,16 +86,16 @@ export class ServerSession {
   private readonly closeCbs: Array<() => void> = [];
 
   constructor(
-    private readonly host: SessionHost,
+    host: SessionHost,
     /** The authenticated user name. */
     readonly user: string,
-    readonly localId: number,
-    readonly remoteId: number,
+    localId: number,
+    remoteId: number,
     remoteWindow: number,
     remoteMaxPacket: number,
   ) {
-    this.remoteWindow = remoteWindow;
-    this.remoteMaxPacket = Math.max(1, Math.min(remoteMaxPacket, SEND_MAX_PACKET));
+    super(host, localId);
+    this.setRemote(remoteId, remoteWindow, remoteMaxPacket, SEND_MAX_PACKET);
   }
 
   // ---- handler API ----------------------------------------------------------------------------
@@ -174,15 +146,7 @@ export class ServerSession {
     else this.closeCbs.push(cb);
   }
 
-  /** Stops delivering stdin (buffered; the window stays shut, so the client stops after one window). */
-  pause(): void {
-    this.paused = true;
-  }
-  resume(): void {
-    if (!this.paused) return;
-    this.paused = false;
-    this.pump();
-  }
+  // pause() / resume() (ChannelCore): stdin is buffered; the window stays shut, so the client stops after one window.
 
   /** Bytes queued for the client, not yet sent. */
   get writableLength(): number {
@@ -221,75 +185,20 @@ export class ServerSession {
   /** Drops queued output and sends CLOSE now. */
   close(): void {
     if (this.finished) return;
-    this.out = [];
-    this.queued = 0;
+    this.dropQueued();
     this.closeQueued = this.eofQueued = true;
-    if (!this.closeSent) {
-      this.closeSent = true;
-      this.host.send(new SshWriter(8).byte(MSG_CHANNEL_CLOSE).uint32(this.remoteId).bytes());
-    }
+    this.sendClose();
   }
 
   // ---- connection side ------------------------------------------------------------------------
 
-  /** Handles a channel message (93–100) addressed to this channel; throws SSH_PROTOCOL on bad input. */
-  handle(p: Uint8Array): void {
-    const r = new SshReader(p, 'channel message');
-    const type = r.byte();
-    r.uint32(); // recipient, already matched
-    switch (type) {
-      case MSG_CHANNEL_WINDOW_ADJUST: {
-        const add = r.uint32();
-        if (this.remoteWindow + add > 0xffffffff) throw new SshError('SSH_PROTOCOL', 'channel window above 2^32-1');
-        this.remoteWindow += add;
-        this.flush();
-        return;
-      }
-      case MSG_CHANNEL_DATA:
-      case MSG_CHANNEL_EXTENDED_DATA: {
-        const ext = type === MSG_CHANNEL_EXTENDED_DATA ? r.uint32() : -1;
-        const data = Uint8Array.from(r.string());
-        r.end();
-        if (this.eofReceived) throw new SshError('SSH_PROTOCOL', 'channel data after EOF');
-        if (data.length > this.localWindow) throw new SshError('SSH_PROTOCOL', `channel data (${data.length} bytes) exceeds the window (${this.localWindow})`);
-        if (data.length > SERVER_MAX_PACKET) throw new SshError('SSH_PROTOCOL', `channel data of ${data.length} bytes exceeds the maximum packet size`);
-        this.localWindow -= data.length;
-        if (ext !== -1) {
-          this.consume(data.length); // a client has no extended streams for us: consume and drop
-          return;
-        }
-        if (this.finished || this.closeSent) return;
-        this.inbox.push(data);
-        this.pump();
-        return;
-      }
-      case MSG_CHANNEL_EOF:
-        this.eofReceived = true;
-        this.pump();
-        return;
-      case MSG_CHANNEL_CLOSE:
-        if (!this.closeSent) {
-          this.closeSent = true;
-          this.host.send(new SshWriter(8).byte(MSG_CHANNEL_CLOSE).uint32(this.remoteId).bytes());
-        }
-        this.finish();
-        return;
-      case MSG_CHANNEL_REQUEST:
-        return this.onRequest(r);
-      case MSG_CHANNEL_SUCCESS:
-      case MSG_CHANNEL_FAILURE:
-        return; // we never ask for replies
-      default:
-        throw new SshError('SSH_PROTOCOL', `unexpected channel message ${type}`);
-    }
-  }
+  // handle(p) (ChannelCore): a channel message (93–100) addressed to this channel.
 
   /** Ends the session (peer CLOSE or a lost connection); fires onClose once. */
-  finish(): void {
+  override finish(): void {
     if (this.finished) return;
     this.finished = true;
-    this.out = [];
-    this.queued = 0;
+    this.dropQueued();
     this.inbox = [];
     this.host.release(this.localId);
     for (const cb of this.closeCbs.splice(0)) safe(cb);
@@ -297,7 +206,30 @@ export class ServerSession {
 
   // ---- internals ------------------------------------------------------------------------------
 
-  private onRequest(r: SshReader): void {
+  protected override onPeerData(data: Uint8Array, ext: number): void {
+    if (ext !== -1) {
+      this.consume(data.length); // a client has no extended streams for us: consume and drop
+      return;
+    }
+    if (this.finished || this.closeSent) return;
+    this.inbox.push(data);
+    this.pump();
+  }
+
+  protected override onPeerEof(): void {
+    this.pump();
+  }
+
+  protected override onReply(): void {
+    // we never ask for replies
+  }
+
+  /** No WINDOW_ADJUST after the client's EOF either: it sends no more stdin. */
+  protected override windowWanted(): boolean {
+    return super.windowWanted() && !this.eofReceived;
+  }
+
+  protected override onRequest(r: SshReader): void {
     const type = r.text();
     const wantReply = r.bool();
     let answer: RequestAnswer = false;
@@ -398,8 +330,7 @@ export class ServerSession {
   private queue(bytes: Uint8Array, stderr: boolean): boolean {
     if (this.eofQueued || this.closeQueued || this.finished || this.exitMsg) return false;
     if (bytes.length > 0) {
-      this.out.push({ data: Uint8Array.from(bytes), stderr });
-      this.queued += bytes.length;
+      this.enqueue(Uint8Array.from(bytes), stderr);
       this.flush();
     }
     if (this.queued > HIGH_WATER) {
@@ -418,7 +349,7 @@ export class ServerSession {
   }
 
   /** Sends what the window allows; re-entrant calls (from onDrain listeners that write or exit) loop here instead of nesting. */
-  private flush(): void {
+  protected override flush(): void {
     if (this.flushing) {
       this.flushAgain = true;
       return;
@@ -435,31 +366,12 @@ export class ServerSession {
   }
 
   private flushOnce(): void {
-    if (this.finished || this.closeSent || this.replies.length > 0) return;
-    while (this.out.length > 0 && this.remoteWindow > 0) {
-      const head = this.out[0]!;
-      const n = Math.min(head.data.length, this.remoteWindow, this.remoteMaxPacket);
-      const w = new SshWriter(n + 20).byte(head.stderr ? MSG_CHANNEL_EXTENDED_DATA : MSG_CHANNEL_DATA).uint32(this.remoteId);
-      if (head.stderr) w.uint32(EXTENDED_DATA_STDERR);
-      this.host.send(w.string(head.data.subarray(0, n)).bytes());
-      this.remoteWindow -= n;
-      this.queued -= n;
-      if (n === head.data.length) this.out.shift();
-      else head.data = head.data.subarray(n);
-    }
-    if (this.out.length > 0) return;
+    if (this.replies.length > 0 || !this.sendQueued()) return;
     if (this.exitMsg && !this.exitSent) {
       this.exitSent = true;
       this.host.send(this.exitMsg);
     }
-    if (this.eofQueued && !this.eofSent) {
-      this.eofSent = true;
-      this.host.send(new SshWriter(8).byte(MSG_CHANNEL_EOF).uint32(this.remoteId).bytes());
-    }
-    if (this.closeQueued && !this.closeSent) {
-      this.closeSent = true;
-      this.host.send(new SshWriter(8).byte(MSG_CHANNEL_CLOSE).uint32(this.remoteId).bytes());
-    }
+    this.sendQueuedEnds();
     if (this.needDrain || this.drainCbs.length > 0) {
       // Listeners may write (and exit) again: their flush calls set flushAgain.
       this.needDrain = false;
@@ -467,7 +379,7 @@ export class ServerSession {
     }
   }
 
-  private pump(): void {
+  protected override pump(): void {
     while (!this.paused && this.dataCb && this.inbox.length > 0 && !this.finished) {
       const b = this.inbox.shift()!;
       this.consume(b.length);
@@ -479,23 +391,6 @@ export class ServerSession {
       this.eofCb = undefined; // once
       safe(cb);
     }
-  }
-
-  private consume(n: number): void {
-    this.consumed += n;
-    if (this.consumed >= SERVER_WINDOW / 2 && !this.finished && !this.closeSent && !this.eofReceived) {
-      this.host.send(new SshWriter(16).byte(MSG_CHANNEL_WINDOW_ADJUST).uint32(this.remoteId).uint32(this.consumed).bytes());
-      this.localWindow += this.consumed;
-      this.consumed = 0;
-    }
-  }
-}
-
-function safe(f: () => void): void {
-  try {
-    f();
-  } catch {
-    /* a handler's exception must not break the connection */
   }
 }
 

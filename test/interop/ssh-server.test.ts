@@ -29,6 +29,7 @@ import {
   type ServerSession,
   type SshServerConnection,
 } from '../../src/ssh/index.ts';
+import { pattern, produce, producedSha256 } from '../support/ssh-helpers.ts';
 import { socketDuplex } from '../support/ssh-socket.ts';
 
 const SSH = '/usr/bin/ssh';
@@ -38,12 +39,6 @@ const enc = new TextEncoder();
 
 function requireSsh(): void {
   if (!existsSync(SSH)) throw new Error(`${SSH} is missing: install the Debian package openssh-client (apt-get install openssh-client)`);
-}
-
-function pattern(i: number, n: number): Uint8Array {
-  const b = new Uint8Array(n);
-  for (let k = 0; k < n; k++) b[k] = (i + k * 31) & 0xff;
-  return b;
 }
 
 /** The fake session handler: exec runs tiny built-ins; a shell (with or without PTY) says hello and exits 0. */
@@ -110,20 +105,8 @@ function fakeHandler(log: string[]) {
             });
             return;
           }
-          case 'bytes': {
-            const total = Number(arg);
-            let sent = 0;
-            const step = (): void => {
-              while (sent < total) {
-                const n = Math.min(16384, total - sent);
-                const ok = s.write(pattern(sent, n));
-                sent += n;
-                if (!ok) return s.onDrain(step);
-              }
-              s.exit(0);
-            };
-            return step();
-          }
+          case 'bytes':
+            return produce(s, Number(arg), () => s.exit(0));
           default:
             s.writeStderr(enc.encode(`unknown command ${name}\n`));
             return s.exit(127);
@@ -343,9 +326,7 @@ describe('SSH server vs OpenSSH ssh (client)', () => {
       expect(r.stderr).toBe('');
       expect(r.code).toBe(0);
       expect(r.stdout.length).toBe(total);
-      const h = createHash('sha256');
-      for (let sent = 0; sent < total; sent += 16384) h.update(pattern(sent, Math.min(16384, total - sent)));
-      expect(createHash('sha256').update(r.stdout).digest('hex')).toBe(h.digest('hex'));
+      expect(createHash('sha256').update(r.stdout).digest('hex')).toBe(producedSha256(total));
       const conn = conns.at(-1)!;
       expect(conn.transport.keyExchanges).toBeGreaterThanOrEqual(4); // OpenSSH re-keys once per ~1-2 MiB read
     }
@@ -362,9 +343,7 @@ describe('SSH server vs OpenSSH ssh (client)', () => {
     const down = await ssh('alice', `bytes ${total}`, { timeoutMs: 60_000 });
     expect(down.code).toBe(0);
     expect(down.stdout.length).toBe(total);
-    const h = createHash('sha256');
-    for (let sent = 0; sent < total; sent += 16384) h.update(pattern(sent, Math.min(16384, total - sent)));
-    expect(createHash('sha256').update(down.stdout).digest('hex')).toBe(h.digest('hex'));
+    expect(createHash('sha256').update(down.stdout).digest('hex')).toBe(producedSha256(total));
     expect(conns.at(-1)!.transport.keyExchanges).toBeGreaterThanOrEqual(4);
   }, 120_000);
 

@@ -10,20 +10,12 @@ import { SshReader, SshWriter } from '../../src/ssh/codec.ts';
 import { fingerprintSha256, SshEd25519Key } from '../../src/ssh/keys.ts';
 import { SshClient, SshError, type ConnectOptions, type SshDuplex } from '../../src/ssh/index.ts';
 import { FakeServer, HOST_BLOB, acceptingServer, user, type Script } from '../support/ssh-fake-server.ts';
+import { codeOf } from '../support/ssh-helpers.ts';
 
 const enc = new TextEncoder();
 
 function opts(o: Partial<ConnectOptions> = {}): ConnectOptions {
   return { username: 'root', privateKey: user, verifyHostKey: (_b, fp) => fp === fingerprintSha256(HOST_BLOB), timeoutMs: 2000, requestTimeoutMs: 2000, ...o };
-}
-
-async function codeOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-    return 'ok';
-  } catch (e) {
-    return e instanceof SshError ? e.code : `untyped: ${String(e)}`;
-  }
 }
 
 /** Channel side of the fake server: open → confirm(window), exec → success, data, exit-status 7, close. */

@@ -30,6 +30,7 @@ import {
 } from '../../src/ssh/index.ts';
 import { HIGH_WATER } from '../../src/ssh/server-session.ts';
 import { duplexPair, rawEnd } from '../support/ssh-duplex-pair.ts';
+import { codeOf, pattern, produce, producedSha256 } from '../support/ssh-helpers.ts';
 import { waitUntil } from '../support/wait.ts';
 
 const HOST_SEED = new Uint8Array(32).fill(7);
@@ -80,38 +81,6 @@ function builtinExec(s: ServerSession): void {
   });
 }
 
-function pattern(i: number, n: number): Uint8Array {
-  const b = new Uint8Array(n);
-  for (let k = 0; k < n; k++) b[k] = (i + k * 31) & 0xff;
-  return b;
-}
-
-/** Writes `total` bytes in 16 KiB chunks, pausing whenever write() says so; tracks the largest queue. */
-function produce(s: ServerSession, total: number, done: () => void, stats?: { maxQueued: number; pauses: number }): void {
-  let sent = 0;
-  const step = (): void => {
-    while (sent < total) {
-      const n = Math.min(16384, total - sent);
-      const ok = s.write(pattern(sent, n));
-      sent += n;
-      if (stats) stats.maxQueued = Math.max(stats.maxQueued, s.writableLength);
-      if (!ok) {
-        if (stats) stats.pauses++;
-        s.onDrain(step);
-        return;
-      }
-    }
-    done();
-  };
-  step();
-}
-
-function expectedSha(total: number): string {
-  const h = sha256.create();
-  for (let sent = 0; sent < total; sent += 16384) h.update(pattern(sent, Math.min(16384, total - sent)));
-  return Buffer.from(h.digest()).toString('hex');
-}
-
 function setup(o: Partial<SshServerOptions> = {}, c: Partial<ConnectOptions> = {}) {
   const [cd, sd] = duplexPair();
   const auths: AuthRequest[] = [];
@@ -130,15 +99,6 @@ function setup(o: Partial<SshServerOptions> = {}, c: Partial<ConnectOptions> = {
   });
   const client = SshClient.connect(cd, clientOpts(c));
   return { server, client, auths, sessions, cd, sd };
-}
-
-async function codeOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-    return 'ok';
-  } catch (e) {
-    return e instanceof SshError ? e.code : `untyped: ${String(e)}`;
-  }
 }
 
 describe('SSH server against our SSH client (in memory)', () => {
@@ -335,7 +295,7 @@ describe('SSH server against our SSH client (in memory)', () => {
     const exit = await sh.closed;
     expect(exit.exitStatus).toBe(0);
     expect(n).toBe(8 << 20);
-    expect(Buffer.from(h.digest()).toString('hex')).toBe(expectedSha(8 << 20));
+    expect(Buffer.from(h.digest()).toString('hex')).toBe(producedSha256(8 << 20));
     expect(stats.pauses).toBeGreaterThan(0);
     expect(stats.maxQueued).toBeLessThanOrEqual(HIGH_WATER + 16384);
     ssh.close();
@@ -437,7 +397,7 @@ describe('SSH server against our SSH client (in memory)', () => {
     await waitUntil('server re-key', () => ssh.transport.keyExchanges === 3 && server.transport.keyExchanges === 3);
     const r = await ssh.run('bytes 6291456');
     expect(r.stdout.length).toBe(6 << 20);
-    expect(Buffer.from(sha256(r.stdout)).toString('hex')).toBe(expectedSha(6 << 20));
+    expect(Buffer.from(sha256(r.stdout)).toString('hex')).toBe(producedSha256(6 << 20));
     expect(server.transport.keyExchanges).toBeGreaterThanOrEqual(5); // 3 + at least one per ~2 MiB (a window is held during each)
     expect(ssh.transport.keyExchanges).toBe(server.transport.keyExchanges);
     expect(Buffer.from(ssh.transport.sessionId!).equals(Buffer.from(server.transport.sessionId!))).toBe(true);
