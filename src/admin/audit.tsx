@@ -1,7 +1,8 @@
 /** The audit log: newest first, filter by kind, "Older" pages back with `before`. */
 import { useState } from 'preact/hooks';
 import { api, type AuditEvent } from './api.ts';
-import { ErrorLine, dateTime, toFailure, usePoll, type Failure } from './util.tsx';
+import { ErrorLine, dateTime, useAction, usePoll, type Failure } from './util.tsx';
+import { Listing } from './widgets.tsx';
 
 const PAGE = 50;
 
@@ -20,22 +21,17 @@ export function AuditPage() {
   const [kind, setKind] = useState('');
   const [events, setEvents] = useState<AuditEvent[] | null>(null);
   const [more, setMore] = useState(false);
-  const [busy, setBusy] = useState(false);
   const [error, setError] = useState<Failure | null>(null);
+  // A failure is shown until a fetch succeeds (not hidden while the next one runs).
+  const [busy, run] = useAction((f) => f && setError(f));
 
-  const fetchPage = async (before?: AuditEvent['id']) => {
-    setBusy(true);
-    try {
+  const fetchPage = (before?: AuditEvent['id']) =>
+    run(async () => {
       const page = await api.audit({ limit: PAGE, ...(before !== undefined ? { before } : {}), ...(kind ? { kind } : {}) });
       setEvents((old) => (before === undefined ? page : [...(old ?? []), ...page]));
       setMore(page.length >= PAGE);
       setError(null);
-    } catch (e) {
-      setError(toFailure(e));
-    } finally {
-      setBusy(false);
-    }
-  };
+    });
   usePoll(() => fetchPage(), null, [kind]);
 
   const last = events?.[events.length - 1];
@@ -58,35 +54,22 @@ export function AuditPage() {
         </div>
       </div>
       <ErrorLine error={error} testid="audit-error" />
-      {events && events.length === 0 && <p class="muted">No events.</p>}
-      {events && events.length > 0 && (
-        <div class="table-wrap">
-          <table data-testid="audit-table">
-            <thead>
-              <tr>
-                <th>Time</th>
-                <th>Kind</th>
-                <th>Actor</th>
-                <th>Action</th>
-                <th>Target</th>
-                <th>Detail</th>
-              </tr>
-            </thead>
-            <tbody>
-              {events.map((e) => (
-                <tr key={e.id} data-testid="audit-row" data-action={e.action ?? ''} data-actor={e.actor ?? ''} data-kind={e.kind ?? ''}>
-                  <td class="nowrap">{dateTime(e.at)}</td>
-                  <td>{e.kind ?? ''}</td>
-                  <td>{e.actor ?? ''}</td>
-                  <td class="addr">{e.action ?? ''}</td>
-                  <td>{e.target ?? ''}</td>
-                  <td class="detail">{detailText(e.detail)}</td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
-      )}
+      <Listing
+        items={events}
+        empty="No events."
+        testid="audit-table"
+        head={['Time', 'Kind', 'Actor', 'Action', 'Target', 'Detail']}
+        row={(e) => (
+          <tr key={e.id} data-testid="audit-row" data-action={e.action ?? ''} data-actor={e.actor ?? ''} data-kind={e.kind ?? ''}>
+            <td class="nowrap">{dateTime(e.at)}</td>
+            <td>{e.kind ?? ''}</td>
+            <td>{e.actor ?? ''}</td>
+            <td class="addr">{e.action ?? ''}</td>
+            <td>{e.target ?? ''}</td>
+            <td class="detail">{detailText(e.detail)}</td>
+          </tr>
+        )}
+      />
       {more && last && (
         <button type="button" class="secondary" disabled={busy} onClick={() => void fetchPage(last.id)} data-testid="audit-older">
           Older

@@ -5,7 +5,8 @@
 import { useState } from 'preact/hooks';
 import { api, type AuthKeyView, type UserView } from './api.ts';
 import { SharesSection } from './shares.tsx';
-import { ErrorLine, ShowOnce, ago, parseDuration, splitTags, toFailure, until, usePoll, type Failure } from './util.tsx';
+import { ErrorLine, ShowOnce, ago, byNewest, parseDuration, splitTags, until, useAction, useListActions, type Failure } from './util.tsx';
+import { Field, IdCell, Listing, RevokeButton, Tags, UserSelect } from './widgets.tsx';
 
 function keyState(k: AuthKeyView, now: number): string {
   if (k.revokedAt) return 'revoked';
@@ -21,16 +22,14 @@ function CreateKey({ users, onCreated }: { users: UserView[]; onCreated: (key: s
   const [tags, setTags] = useState('');
   const [expiry, setExpiry] = useState('90d');
   const [description, setDescription] = useState('');
-  const [busy, setBusy] = useState(false);
   const [error, setError] = useState<Failure | null>(null);
+  const [busy, run] = useAction(setError);
   const chosen = user || users[0]?.name || '';
   const submit = async (e: Event) => {
     e.preventDefault();
     const secs = parseDuration(expiry);
     if (Number.isNaN(secs)) return setError({ code: 'BAD_EXPIRY', message: `"${expiry}" is not a duration (e.g. 90d, 12h, 30m)` });
-    setBusy(true);
-    setError(null);
-    try {
+    await run(async () => {
       const r = await api.createAuthKey({
         user: chosen,
         reusable,
@@ -42,11 +41,7 @@ function CreateKey({ users, onCreated }: { users: UserView[]; onCreated: (key: s
       setTags('');
       setDescription('');
       onCreated(r.key);
-    } catch (err) {
-      setError(toFailure(err));
-    } finally {
-      setBusy(false);
-    }
+    });
   };
   return (
     <form class="create" onSubmit={submit} data-testid="authkey-form">
@@ -54,26 +49,11 @@ function CreateKey({ users, onCreated }: { users: UserView[]; onCreated: (key: s
       <div class="fields">
         <label>
           User
-          <select value={chosen} onChange={(e) => setUser(e.currentTarget.value)} data-testid="authkey-user" required>
-            {users.map((u) => (
-              <option key={u.id} value={u.name}>
-                {u.name}
-              </option>
-            ))}
-          </select>
+          <UserSelect users={users} value={chosen} set={setUser} testid="authkey-user" required />
         </label>
-        <label>
-          Tags
-          <input placeholder="tag:server" value={tags} onInput={(e) => setTags(e.currentTarget.value)} data-testid="authkey-tags" />
-        </label>
-        <label class="narrow">
-          Expires after
-          <input placeholder="90d" value={expiry} onInput={(e) => setExpiry(e.currentTarget.value)} data-testid="authkey-expiry" />
-        </label>
-        <label>
-          Description
-          <input value={description} onInput={(e) => setDescription(e.currentTarget.value)} data-testid="authkey-description" />
-        </label>
+        <Field label="Tags" placeholder="tag:server" value={tags} set={setTags} testid="authkey-tags" />
+        <Field label="Expires after" narrow placeholder="90d" value={expiry} set={setExpiry} testid="authkey-expiry" />
+        <Field label="Description" value={description} set={setDescription} testid="authkey-description" />
       </div>
       <div class="buttons">
         <label class="check">
@@ -95,16 +75,14 @@ function CreateKey({ users, onCreated }: { users: UserView[]; onCreated: (key: s
 function AddUser({ onAdded }: { onAdded: () => void }) {
   const [name, setName] = useState('');
   const [error, setError] = useState<Failure | null>(null);
+  const [, run] = useAction(setError);
   const submit = async (e: Event) => {
     e.preventDefault();
-    setError(null);
-    try {
+    await run(async () => {
       await api.createUser(name.trim());
       setName('');
       onAdded();
-    } catch (err) {
-      setError(toFailure(err));
-    }
+    });
   };
   return (
     <form class="inline" onSubmit={submit}>
@@ -120,101 +98,51 @@ function AddUser({ onAdded }: { onAdded: () => void }) {
 export function KeysPage() {
   const [keys, setKeys] = useState<AuthKeyView[] | null>(null);
   const [users, setUsers] = useState<UserView[]>([]);
-  const [created, setCreated] = useState<string | null>(null);
   const [error, setError] = useState<Failure | null>(null);
   const [now, setNow] = useState(Date.now());
-  const load = async () => {
-    try {
-      const [k, u] = await Promise.all([api.authKeys(), api.users()]);
-      setKeys(k.sort((a, b) => (b.createdAt ?? 0) - (a.createdAt ?? 0)));
-      setUsers(u);
-      setNow(Date.now());
-    } catch (e) {
-      setError(toFailure(e));
-    }
-  };
-  usePoll(load, null);
-  const revoke = async (id: string) => {
-    setError(null);
-    try {
-      await api.revokeAuthKey(id);
-    } catch (e) {
-      setError(toFailure(e));
-    }
-    await load();
-  };
+  const { load, created, done, onCreated, revoke } = useListActions(async () => {
+    const [k, u] = await Promise.all([api.authKeys(), api.users()]);
+    setKeys(k.sort(byNewest));
+    setUsers(u);
+    setNow(Date.now());
+  }, setError);
   return (
     <>
       <section class="card" aria-labelledby="keys-h">
         <h2 id="keys-h">Auth keys</h2>
-        {created && <ShowOnce label="The new auth key" value={created} testid="authkey-new" onDone={() => setCreated(null)} />}
-        <CreateKey
-          users={users}
-          onCreated={(k) => {
-            setCreated(k);
-            void load();
-          }}
-        />
+        {created && <ShowOnce label="The new auth key" value={created} testid="authkey-new" onDone={done} />}
+        <CreateKey users={users} onCreated={onCreated} />
         <div class="users">
           <span class="muted">Users: {users.map((u) => u.name).join(', ') || 'none'}</span>
           <AddUser onAdded={() => void load()} />
         </div>
         <ErrorLine error={error} testid="authkeys-error" />
-        {keys && keys.length === 0 && <p class="muted">No auth keys.</p>}
-        {keys && keys.length > 0 && (
-          <div class="table-wrap">
-            <table data-testid="authkeys-table">
-              <thead>
-                <tr>
-                  <th>Key</th>
-                  <th>User</th>
-                  <th>Kind / tags</th>
-                  <th>Created</th>
-                  <th>Expires</th>
-                  <th>Used</th>
-                  <th>State</th>
-                  <th>
-                    <span class="sr-only">Actions</span>
-                  </th>
-                </tr>
-              </thead>
-              <tbody>
-                {keys.map((k) => {
-                  const state = keyState(k, now);
-                  return (
-                    <tr key={k.id} data-testid="authkey-row" data-id={k.id} data-state={state}>
-                      <td class="addr">
-                        {k.id}
-                        {k.description && <div class="muted">{k.description}</div>}
-                      </td>
-                      <td>{k.user ?? ''}</td>
-                      <td>
-                        {k.reusable ? 'reusable' : 'one-off'}
-                        {k.ephemeral ? ', ephemeral' : ''}
-                        {(k.tags ?? []).map((t) => (
-                          <span key={t} class="tag">
-                            {t}
-                          </span>
-                        ))}
-                      </td>
-                      <td>{ago(k.createdAt, now)}</td>
-                      <td>{until(k.expiresAt, now)}</td>
-                      <td>{k.usedCount ?? 0}</td>
-                      <td class={state === 'valid' ? 'ok' : 'muted'}>{state}</td>
-                      <td>
-                        {!k.revokedAt && (
-                          <button type="button" class="danger small" onClick={() => void revoke(k.id)} data-testid="authkey-revoke">
-                            Revoke
-                          </button>
-                        )}
-                      </td>
-                    </tr>
-                  );
-                })}
-              </tbody>
-            </table>
-          </div>
-        )}
+        <Listing
+          items={keys}
+          empty="No auth keys."
+          testid="authkeys-table"
+          head={['Key', 'User', 'Kind / tags', 'Created', 'Expires', 'Used', 'State']}
+          actions
+          row={(k) => {
+            const state = keyState(k, now);
+            return (
+              <tr key={k.id} data-testid="authkey-row" data-id={k.id} data-state={state}>
+                <IdCell id={k.id} description={k.description} />
+                <td>{k.user ?? ''}</td>
+                <td>
+                  {k.reusable ? 'reusable' : 'one-off'}
+                  {k.ephemeral ? ', ephemeral' : ''}
+                  <Tags tags={k.tags} />
+                </td>
+                <td>{ago(k.createdAt, now)}</td>
+                <td>{until(k.expiresAt, now)}</td>
+                <td>{k.usedCount ?? 0}</td>
+                <td class={state === 'valid' ? 'ok' : 'muted'}>{state}</td>
+                <td>{!k.revokedAt && <RevokeButton onClick={() => void revoke(() => api.revokeAuthKey(k.id))} testid="authkey-revoke" />}</td>
+              </tr>
+            );
+          }}
+        />
       </section>
       <SharesSection />
     </>

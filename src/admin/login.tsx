@@ -1,27 +1,20 @@
 /** The login form: name and password → POST /login, which sets the session cookie. */
 import { useState } from 'preact/hooks';
 import { api, type Admin } from './api.ts';
-import { ErrorLine, toFailure, type Failure } from './util.tsx';
+import { ErrorLine, useAction, type Failure } from './util.tsx';
 
 export function Login({ onLogin, notice }: { onLogin: (a: Admin) => void; notice?: string | undefined }) {
   const [name, setName] = useState('');
   const [password, setPassword] = useState('');
-  const [busy, setBusy] = useState(false);
   const [error, setError] = useState<Failure | null>(null);
+  const [busy, run] = useAction((f) => setError(f?.code === 'BAD_LOGIN' ? { ...f, message: 'wrong name or password' } : f));
   const submit = async (e: Event) => {
     e.preventDefault();
-    setBusy(true);
-    setError(null);
-    try {
+    await run(async () => {
       const r = await api.login(name.trim(), password);
       setPassword('');
       onLogin(r.admin ?? { name: name.trim() });
-    } catch (err) {
-      const f = toFailure(err);
-      setError(f.code === 'BAD_LOGIN' ? { ...f, message: 'wrong name or password' } : f);
-    } finally {
-      setBusy(false);
-    }
+    });
   };
   return (
     <form class="card login" onSubmit={submit} data-testid="login-form">

@@ -5,7 +5,8 @@
  */
 import { useState } from 'preact/hooks';
 import { api, type NodeView, type Registration, type UserView } from './api.ts';
-import { ErrorLine, ago, splitTags, toFailure, until, usePoll, type Failure } from './util.tsx';
+import { ErrorLine, ago, splitTags, toFailure, until, useAction, usePoll, type Failure } from './util.tsx';
+import { Table, Tags, UserSelect } from './widgets.tsx';
 
 const REFRESH_MS = 5000;
 
@@ -24,20 +25,13 @@ export function pathText(n: NodeView): string {
 function NodeRow({ n, now, onChange, onError }: { n: NodeView; now: number; onChange: () => void; onError: (f: Failure | null) => void }) {
   const [mode, setMode] = useState<'view' | 'tags' | 'delete'>('view');
   const [tags, setTags] = useState('');
-  const [busy, setBusy] = useState(false);
-  const act = async (f: () => Promise<unknown>) => {
-    setBusy(true);
-    onError(null);
-    try {
+  const [busy, run] = useAction(onError);
+  const act = (f: () => Promise<unknown>) =>
+    run(async () => {
       await f();
       setMode('view');
       onChange();
-    } catch (e) {
-      onError(toFailure(e));
-    } finally {
-      setBusy(false);
-    }
-  };
+    });
   const online = !!n.online;
   const expiry = n.expired ? 'expired' : n.loggedOut ? 'logged out' : until(n.keyExpiry, now);
   return (
@@ -54,11 +48,7 @@ function NodeRow({ n, now, onChange, onError }: { n: NodeView; now: number; onCh
       </td>
       <td>
         {n.user && <div>{n.user}</div>}
-        {(n.tags ?? []).map((t) => (
-          <span key={t} class="tag" data-testid="node-tag">
-            {t}
-          </span>
-        ))}
+        <Tags tags={n.tags} testid="node-tag" />
       </td>
       <td data-testid="node-status">
         <span class={`dot${online ? ' on' : ''}`} aria-hidden="true" />
@@ -124,39 +114,23 @@ function NodeRow({ n, now, onChange, onError }: { n: NodeView; now: number; onCh
 
 function PendingRow({ r, users, onChange, onError }: { r: Registration; users: UserView[]; onChange: () => void; onError: (f: Failure | null) => void }) {
   const [user, setUser] = useState('');
-  const [busy, setBusy] = useState(false);
+  const [busy, run] = useAction(onError);
   const chosen = user || users[0]?.name || '';
   const approve = async (e: Event) => {
     e.preventDefault();
-    setBusy(true);
-    onError(null);
-    try {
+    await run(async () => {
       await api.approve(r.id, chosen);
       onChange();
-    } catch (err) {
-      onError(toFailure(err));
-    } finally {
-      setBusy(false);
-    }
+    });
   };
   return (
     <li data-testid="registration" data-hostname={r.hostname ?? ''}>
       <form class="inline" onSubmit={approve}>
         <span>
           <strong>{r.hostname ?? r.id}</strong> <span class="muted">asked {ago(r.createdAt)}</span>
-          {(r.tags ?? []).map((t) => (
-            <span key={t} class="tag">
-              {t}
-            </span>
-          ))}
+          <Tags tags={r.tags} />
         </span>
-        <select aria-label={`user for ${r.hostname ?? r.id}`} value={chosen} onChange={(e) => setUser(e.currentTarget.value)} data-testid="registration-user">
-          {users.map((u) => (
-            <option key={u.id} value={u.name}>
-              {u.name}
-            </option>
-          ))}
-        </select>
+        <UserSelect label={`user for ${r.hostname ?? r.id}`} users={users} value={chosen} set={setUser} testid="registration-user" />
         <button type="submit" class="small" disabled={busy || !chosen} data-testid="registration-approve">
           Approve
         </button>
@@ -212,28 +186,11 @@ export function NodesPage() {
           No nodes yet: create an auth key and run <code>pierce up --authkey …</code>.
         </p>
       ) : (
-        <div class="table-wrap">
-          <table data-testid="nodes-table">
-            <thead>
-              <tr>
-                <th>Name</th>
-                <th>Addresses</th>
-                <th>User / tags</th>
-                <th>Status</th>
-                <th>Path</th>
-                <th>Key expiry</th>
-                <th>
-                  <span class="sr-only">Actions</span>
-                </th>
-              </tr>
-            </thead>
-            <tbody>
-              {nodes.map((n) => (
-                <NodeRow key={n.id} n={n} now={now} onChange={() => void load()} onError={setError} />
-              ))}
-            </tbody>
-          </table>
-        </div>
+        <Table testid="nodes-table" head={['Name', 'Addresses', 'User / tags', 'Status', 'Path', 'Key expiry']} actions>
+          {nodes.map((n) => (
+            <NodeRow key={n.id} n={n} now={now} onChange={() => void load()} onError={setError} />
+          ))}
+        </Table>
       )}
     </section>
   );

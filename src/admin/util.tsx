@@ -1,4 +1,4 @@
-/** Small pieces the console's pages share: times, durations, tags, an error line, copy, polling. */
+/** Small pieces the console's pages share: times, durations, tags, an error line, copy, actions, polling. */
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { AdminError } from './api.ts';
 
@@ -104,6 +104,58 @@ export function ShowOnce({ label, value, testid, onDone }: { label: string; valu
       </div>
     </div>
   );
+}
+
+/**
+ * `[busy, run]`: `run(f)` clears the error (`onError(null)`), sets `busy` while `f` runs and
+ * reports its failure to `onError`.
+ */
+export function useAction(onError: (f: Failure | null) => void): [boolean, (f: () => Promise<unknown>) => Promise<void>] {
+  const [busy, setBusy] = useState(false);
+  const run = async (f: () => Promise<unknown>) => {
+    setBusy(true);
+    onError(null);
+    try {
+      await f();
+    } catch (e) {
+      onError(toFailure(e));
+    } finally {
+      setBusy(false);
+    }
+  };
+  return [busy, run];
+}
+
+/** Sorts newest first by `createdAt`. */
+export const byNewest = (a: { createdAt?: number | null }, b: { createdAt?: number | null }): number => (b.createdAt ?? 0) - (a.createdAt ?? 0);
+
+/**
+ * A list that its page creates into and revokes from: `load` runs `fetch` (its failure goes to
+ * `onError`), once now and after each change; `created` is the new secret to show once
+ * (`onCreated` shows it and reloads, `done` hides it); `revoke(f)` runs f (its failure goes to
+ * `onError`) and reloads.
+ */
+export function useListActions(fetch: () => Promise<void>, onError: (f: Failure | null) => void) {
+  const load = async () => {
+    try {
+      await fetch();
+    } catch (e) {
+      onError(toFailure(e));
+    }
+  };
+  usePoll(load, null);
+  const [, run] = useAction(onError);
+  const [created, setCreated] = useState<string | null>(null);
+  return {
+    load,
+    created,
+    done: () => setCreated(null),
+    onCreated: (secret: string) => {
+      setCreated(secret);
+      void load();
+    },
+    revoke: (f: () => Promise<unknown>) => run(f).then(load),
+  };
 }
 
 /** Calls `load` now, every `ms`, and whenever `deps` change; a failed load is reported, not retried faster. */

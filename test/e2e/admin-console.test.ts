@@ -21,9 +21,9 @@
  *   - the session cookie needs X-Pierce-Request on changes; logout ends the session, and a 401
  *     returns every open console to the login form.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { BrowserContext, Page } from 'playwright-core';
-import { newPage } from './browser.ts';
+import { labPage } from './lab-page.ts';
 import { ADMIN, GREETING, USER, startAdminLab, type AdminLab } from './admin-lab.ts';
 
 /** Rule 1 (line 5) lets alice's nodes reach each other's port 8080; the test asserts it. */
@@ -93,16 +93,7 @@ async function refusal(from: 'a' | 'b', to: 'a' | 'b', port: number): Promise<st
   }
 }
 
-beforeAll(async () => {
-  lab = await startAdminLab(POLICY);
-  ctx = await L().browser.newContext({ viewport: { width: 1280, height: 900 } });
-  ({ page, log } = await newPage(ctx));
-}, 300_000);
-
-afterAll(async () => {
-  await ctx?.close().catch(() => {});
-  await lab?.destroy();
-}, 60_000);
+labPage(() => startAdminLab(POLICY), { width: 1280, height: 900 }, (s) => ({ lab, ctx, page, log } = s));
 
 describe('the admin console', () => {
   it('refuses a wrong password with an error, and logs in with the right one', async () => {

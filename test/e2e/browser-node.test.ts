@@ -15,14 +15,14 @@
  *   - a phone-sized, ephemeral session opens a shell without sideways scrolling and stores nothing;
  *   - a changed host key is refused, loudly, and no shell opens.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { BrowserContext, Page } from 'playwright-core';
+import { describe, expect, it } from 'vitest';
+import type { Page } from 'playwright-core';
 import { run } from '../interop/lab.ts';
-import { newPage, terminalText } from './browser.ts';
+import { terminalText } from './browser.ts';
+import { labPage } from './lab-page.ts';
 import { startBrowserLab, type BrowserLab } from './lab.ts';
 
 let lab: BrowserLab | undefined;
-let ctx: BrowserContext;
 let page: Page;
 let log: string[] = [];
 
@@ -70,16 +70,7 @@ async function typeAndWait(term: ReturnType<Page['getByTestId']>, cmd: string, w
   return text;
 }
 
-beforeAll(async () => {
-  lab = await startBrowserLab();
-  ctx = await L().browser.newContext({ viewport: { width: 1000, height: 800 } });
-  ({ page, log } = await newPage(ctx));
-}, 300_000);
-
-afterAll(async () => {
-  await ctx?.close().catch(() => {});
-  await lab?.destroy();
-}, 60_000);
+labPage(() => startBrowserLab(), { width: 1000, height: 800 }, (s) => ({ lab, page, log } = s));
 
 describe('the browser node (Chromium behind a NAT, sshd behind pierce up behind another NAT)', () => {
   it('joins from the URL fragment and lists the host online', async () => {

@@ -4,19 +4,17 @@
  * when ephemeral; a restart of control (same SQLite file) loses nothing; `pierce admin` drives
  * the admin API from the command line.
  */
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { execFile, execFileSync } from 'node:child_process';
 import { get as httpsGet } from 'node:https';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
-import { startControl, type ControlServer, type ControlServerOptions } from '../../gateway/src/control/server.ts';
-import { SqliteStore } from '../../gateway/src/store/sqlite.ts';
 import { createApiKey } from '../../gateway/src/control/state.ts';
 import { filterAllows } from '../../src/policy/index.ts';
 import { TestNode } from '../support/control-node.ts';
+import { ControlFixture } from '../support/control-fixture.ts';
 import { MachinePublic } from '../../src/key/keys.ts';
 
 const PIERCE = fileURLToPath(new URL('../../gateway/bin/pierce.mjs', import.meta.url));
@@ -32,42 +30,20 @@ function pierce(args: string[], env: Record<string, string> = {}): Promise<{ cod
   });
 }
 
-let dir: string;
-let server: ControlServer | undefined;
-const nodes: TestNode[] = [];
-
-async function start(extra: Partial<ControlServerOptions> = {}): Promise<ControlServer> {
-  server = await startControl({ store: new SqliteStore(join(dir, 'control.db')), relays: RELAYS, ...extra });
-  return server;
-}
-
-function node(hostname: string, o: Partial<ConstructorParameters<typeof TestNode>[0]> = {}): TestNode {
-  const n = new TestNode({ url: server!.url, hostname, ...o });
-  nodes.push(n);
-  return n;
-}
+const ctl = new ControlFixture('pierce-control-', { defaults: { relays: RELAYS } });
+const { start, node } = ctl;
 
 async function tagged(tag: string, hostname: string): Promise<TestNode> {
-  const s = server!.state;
+  const s = ctl.server.state;
   const { key } = await s.createAuthKey({ user: OWNER, tags: [tag] });
   return node(hostname, { authKey: key }).join();
 }
 
-beforeEach(() => {
-  dir = mkdtempSync(join(tmpdir(), 'pierce-control-'));
-});
-afterEach(async () => {
-  for (const n of nodes.splice(0)) n.close();
-  await server?.close();
-  server = undefined;
-  rmSync(dir, { recursive: true, force: true });
-});
-
 describe('registration and the map stream', () => {
   it('nodes registered with an auth key get addresses in the tailnet ranges and a full map of each other', async () => {
     await start();
-    await server!.state.createUser('alice@example.com');
-    const { key } = await server!.state.createAuthKey({ user: 'alice@example.com', reusable: true });
+    await ctl.server.state.createUser('alice@example.com');
+    const { key } = await ctl.server.state.createAuthKey({ user: 'alice@example.com', reusable: true });
     const [a, b, c] = [node('alpha', { authKey: key }), node('beta', { authKey: key }), node('gamma', { authKey: key })];
     await a.join(['192.0.2.1:41641']);
     await b.join();
@@ -91,8 +67,8 @@ describe('registration and the map stream', () => {
 
   it('reported endpoints and home relay fan out as patches; a disconnect shows as offline with last seen', async () => {
     await start();
-    await server!.state.createUser('u@x');
-    const { key } = await server!.state.createAuthKey({ user: 'u@x', reusable: true });
+    await ctl.server.state.createUser('u@x');
+    const { key } = await ctl.server.state.createAuthKey({ user: 'u@x', reusable: true });
     const a = await node('a', { authKey: key }).join();
     const b = await node('b', { authKey: key }).join();
     b.conn!.send({ t: 'update', endpoints: ['198.51.100.7:1234', '[2001:db8::7]:1234'], homeRelay: 1 });
@@ -106,16 +82,16 @@ describe('registration and the map stream', () => {
 
   it('interactive registration waits for an admin; approval through `pierce admin` lets the node in', async () => {
     await start();
-    await server!.state.createUser('bob@example.com');
-    const { key: apiKey } = await createApiKey(server!.opts.store, Date.now(), 'test');
+    await ctl.server.state.createUser('bob@example.com');
+    const { key: apiKey } = await createApiKey(ctl.server.opts.store, Date.now(), 'test');
     const n = node('laptop');
     await n.connect();
     const done = n.register();
     await n.waitFor(() => n.loginUrl, 3000, 'login URL');
-    expect(n.loginUrl).toBe(`${server!.url}/register/${n.registrationId}`);
+    expect(n.loginUrl).toBe(`${ctl.server.url}/register/${n.registrationId}`);
     const page = await (await fetch(n.loginUrl!)).text();
     expect(page).toContain(`pierce admin nodes approve ${n.registrationId}`);
-    const env = { PIERCE_CONTROL: server!.url, PIERCE_API_KEY: apiKey };
+    const env = { PIERCE_CONTROL: ctl.server.url, PIERCE_API_KEY: apiKey };
     const pending = await pierce(['admin', 'nodes', 'pending', '--json'], env);
     expect(JSON.parse(pending.stdout).registrations[0].hostname).toBe('laptop');
     const r = await pierce(['admin', 'nodes', 'approve', n.registrationId!, '--user', 'bob@example.com'], env);
@@ -128,9 +104,9 @@ describe('registration and the map stream', () => {
 
   it('auth keys: single-use, revoked, expired and unknown keys are refused with typed errors; tags need tagOwners', async () => {
     await start({ policyText: EXAMPLE_POLICY });
-    await server!.state.createUser(OWNER);
-    await server!.state.createUser('mallory@example.com');
-    const s = server!.state;
+    await ctl.server.state.createUser(OWNER);
+    await ctl.server.state.createUser('mallory@example.com');
+    const s = ctl.server.state;
     const once = await s.createAuthKey({ user: OWNER });
     await node('one', { authKey: once.key }).join();
     const again = node('two', { authKey: once.key });
@@ -159,7 +135,7 @@ describe('registration and the map stream', () => {
 describe('policy', () => {
   it('the example policy decides who sees whom and what each filter lets in; a change applies live within a second', async () => {
     await start({ policyText: EXAMPLE_POLICY });
-    await server!.state.createUser(OWNER);
+    await ctl.server.state.createUser(OWNER);
     const trusted = await tagged('tag:trusted', 'trusted');
     const srv = await tagged('tag:server', 'server');
     const untrusted = await tagged('tag:untrusted', 'untrusted');
@@ -181,7 +157,7 @@ describe('policy', () => {
     const narrow = `{"tagOwners": {"tag:trusted": ["${OWNER}"], "tag:server": ["${OWNER}"], "tag:untrusted": ["${OWNER}"]},
       "acls": [{"action": "accept", "src": ["tag:trusted"], "dst": ["tag:server:22"]}]}`;
     const t0 = performance.now();
-    await server!.state.setPolicy(narrow);
+    await ctl.server.state.setPolicy(narrow);
     await untrusted.waitFor(() => untrusted.view.peers.size === 0, 1000, 'untrusted isolated');
     await srv.waitFor(() => !filterAllows(srv.view.filter, ip(trusted), ip(srv), 6, 80) && filterAllows(srv.view.filter, ip(trusted), ip(srv), 6, 22), 1000, 'server filter');
     await trusted.waitFor(() => trusted.peerNames().join() === 'server' && trusted.view.filter.length === 0, 1000, 'trusted peers');
@@ -190,18 +166,18 @@ describe('policy', () => {
 
   it('a policy whose tests fail is refused with the failing assertion and the running policy stays', async () => {
     await start({ policyText: EXAMPLE_POLICY });
-    const { key } = await createApiKey(server!.opts.store, Date.now());
+    const { key } = await createApiKey(ctl.server.opts.store, Date.now());
     const broken = EXAMPLE_POLICY.replace('"dst": ["tag:server:*"]', '"dst": ["tag:server:80"]');
-    const res = await fetch(`${server!.url}/api/v1/policy`, { method: 'PUT', headers: { Authorization: `Bearer ${key}` }, body: broken });
+    const res = await fetch(`${ctl.server.url}/api/v1/policy`, { method: 'PUT', headers: { Authorization: `Bearer ${key}` }, body: broken });
     expect(res.status).toBe(422);
     const body = (await res.json()) as { error: string; code: string };
     expect(body.code).toBe('POLICY_TESTS_FAILED');
     expect(body.error).toContain('accept "tag:server:22"');
-    expect(server!.state.policyText).toBe(EXAMPLE_POLICY);
-    const invalid = await fetch(`${server!.url}/api/v1/policy`, { method: 'PUT', headers: { Authorization: `Bearer ${key}` }, body: '{"acls": [{"action": "deny", "src": ["*"], "dst": ["*:*"]}]}' });
+    expect(ctl.server.state.policyText).toBe(EXAMPLE_POLICY);
+    const invalid = await fetch(`${ctl.server.url}/api/v1/policy`, { method: 'PUT', headers: { Authorization: `Bearer ${key}` }, body: '{"acls": [{"action": "deny", "src": ["*"], "dst": ["*:*"]}]}' });
     expect(invalid.status).toBe(422);
     expect(((await invalid.json()) as { error: string }).error).toContain('action="deny" is not supported');
-    const unauth = await fetch(`${server!.url}/api/v1/policy`, { headers: { Authorization: 'Bearer nope' } });
+    const unauth = await fetch(`${ctl.server.url}/api/v1/policy`, { headers: { Authorization: 'Bearer nope' } });
     expect(unauth.status).toBe(401);
   });
 });
@@ -209,9 +185,9 @@ describe('policy', () => {
 describe('lifecycle', () => {
   it('ephemeral nodes are deleted a set time after they disconnect, also across a control restart', async () => {
     await start({ ephemeralTimeoutMs: 600 });
-    await server!.state.createUser('u@x');
-    const { key } = await server!.state.createAuthKey({ user: 'u@x', reusable: true });
-    const { key: ephKey } = await server!.state.createAuthKey({ user: 'u@x', reusable: true, ephemeral: true });
+    await ctl.server.state.createUser('u@x');
+    const { key } = await ctl.server.state.createAuthKey({ user: 'u@x', reusable: true });
+    const { key: ephKey } = await ctl.server.state.createAuthKey({ user: 'u@x', reusable: true, ephemeral: true });
     const stay = await node('stay', { authKey: key }).join();
     const eph = await node('eph', { authKey: ephKey }).join();
     await stay.waitFor(() => stay.view.peerByName('eph'), 3000, 'eph visible');
@@ -219,34 +195,34 @@ describe('lifecycle', () => {
     eph.close();
     await stay.waitFor(() => stay.view.peerByName('eph')?.online === false, 3000, 'eph offline');
     await stay.waitFor(() => !stay.view.peerByName('eph'), 3000, 'eph removed');
-    expect([...server!.state.nodes.values()].map((n) => n.name)).toEqual(['stay']);
+    expect([...ctl.server.state.nodes.values()].map((n) => n.name)).toEqual(['stay']);
 
     // Restart while an ephemeral node is offline: it still goes after its timeout.
     const eph2 = await node('eph2', { authKey: ephKey }).join();
     eph2.close();
     await new Promise((r) => setTimeout(r, 100));
     stay.close();
-    await server!.close();
+    await ctl.stop();
     await start({ ephemeralTimeoutMs: 600 });
-    expect([...server!.state.nodes.values()].map((n) => n.name).sort()).toEqual(['eph2', 'stay']);
+    expect([...ctl.server.state.nodes.values()].map((n) => n.name).sort()).toEqual(['eph2', 'stay']);
     await new Promise((r) => setTimeout(r, 900));
-    expect([...server!.state.nodes.values()].map((n) => n.name)).toEqual(['stay']);
+    expect([...ctl.server.state.nodes.values()].map((n) => n.name)).toEqual(['stay']);
   });
 
   it('a control restart loses nothing: nodes come back with the same addresses and names, no new auth', async () => {
     await start({ policyText: EXAMPLE_POLICY });
-    await server!.state.createUser(OWNER);
+    await ctl.server.state.createUser(OWNER);
     const a = await tagged('tag:trusted', 'a');
     const b = await tagged('tag:server', 'b');
-    const { key: apiKey } = await createApiKey(server!.opts.store, Date.now());
-    const before = { a: a.view.self!, b: b.view.self!, serverKey: server!.publicKey };
-    const policyBefore = server!.state.policyText;
+    const { key: apiKey } = await createApiKey(ctl.server.opts.store, Date.now());
+    const before = { a: a.view.self!, b: b.view.self!, serverKey: ctl.server.publicKey };
+    const policyBefore = ctl.server.state.policyText;
     a.close();
     b.close();
-    await server!.close();
+    await ctl.stop();
     await start();
-    expect(server!.publicKey).toBe(before.serverKey);
-    expect(server!.state.policyText).toBe(policyBefore);
+    expect(ctl.server.publicKey).toBe(before.serverKey);
+    expect(ctl.server.state.policyText).toBe(policyBefore);
     for (const [old, name] of [[a, 'a'], [b, 'b']] as const) {
       const again = node(name, { machineKey: old.machineKey, nodeKey: old.nodeKey });
       await again.join();
@@ -255,21 +231,21 @@ describe('lifecycle', () => {
       expect(self.id).toBe(before[name].id);
       expect(self.tags).toEqual(before[name].tags);
     }
-    const r = await pierce(['admin', 'nodes', 'list', '--json'], { PIERCE_CONTROL: server!.url, PIERCE_API_KEY: apiKey });
+    const r = await pierce(['admin', 'nodes', 'list', '--json'], { PIERCE_CONTROL: ctl.server.url, PIERCE_API_KEY: apiKey });
     expect(JSON.parse(r.stdout).nodes.map((n: { name: string; online: boolean }) => [n.name, n.online])).toEqual([['a', true], ['b', true]]);
   });
 
   it('a registered node reconnecting with the single-use auth key it joined with is let back in; the key stays spent for others', async () => {
     await start();
-    await server!.state.createUser('u@x');
-    const once = await server!.state.createAuthKey({ user: 'u@x' });
+    await ctl.server.state.createUser('u@x');
+    const once = await ctl.server.state.createAuthKey({ user: 'u@x' });
     const a = await node('a', { authKey: once.key }).join();
     const id = a.view.self!.id;
     a.close();
     // `pierce up --authkey K` sends K at every (re)connection and restart, with the same keys.
     const again = await node('a', { authKey: once.key, machineKey: a.machineKey, nodeKey: a.nodeKey }).join();
     expect(again.view.self!.id).toBe(id);
-    expect(server!.state.authKeys.get(once.record.id)!.usedCount).toBe(1);
+    expect(ctl.server.state.authKeys.get(once.record.id)!.usedCount).toBe(1);
     const other = node('b', { authKey: once.key });
     await other.connect();
     await expect(other.register()).rejects.toMatchObject({ code: 'AUTH_KEY_USED' });
@@ -277,8 +253,8 @@ describe('lifecycle', () => {
 
   it('node keys expire (peers drop the node), renew with the old key, and logout forces a new registration', async () => {
     await start({ keyExpiryMs: 1500 });
-    await server!.state.createUser('u@x');
-    const { key } = await server!.state.createAuthKey({ user: 'u@x', reusable: true });
+    await ctl.server.state.createUser('u@x');
+    const { key } = await ctl.server.state.createAuthKey({ user: 'u@x', reusable: true });
     const a = await node('a', { authKey: key }).join();
     const b = await node('b', { authKey: key }).join();
     await a.waitFor(() => a.view.peerByName('b'), 3000, 'b');
@@ -308,20 +284,20 @@ describe('lifecycle', () => {
 
 describe('TLS', () => {
   it('serves /key over HTTPS and the control channel over WSS', async () => {
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')], { stdio: 'ignore' });
-    const ca = readFileSync(join(dir, 'cert.pem'));
-    await start({ tls: { cert: ca, key: readFileSync(join(dir, 'key.pem')) } });
-    expect(server!.url).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', join(ctl.dir, 'key.pem'), '-out', join(ctl.dir, 'cert.pem')], { stdio: 'ignore' });
+    const ca = readFileSync(join(ctl.dir, 'cert.pem'));
+    await start({ tls: { cert: ca, key: readFileSync(join(ctl.dir, 'key.pem')) } });
+    expect(ctl.server.url).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
     const keyText = await new Promise<string>((resolve, reject) => {
-      httpsGet(`${server!.url}/key`, { ca }, (res) => {
+      httpsGet(`${ctl.server.url}/key`, { ca }, (res) => {
         let b = '';
         res.on('data', (d: Buffer) => (b += d.toString()));
         res.on('end', () => resolve(b));
       }).on('error', reject);
     });
     const serverKey = MachinePublic.parse((JSON.parse(keyText) as { publicKey: string }).publicKey);
-    await server!.state.createUser('u@x');
-    const { key } = await server!.state.createAuthKey({ user: 'u@x' });
+    await ctl.server.state.createUser('u@x');
+    const { key } = await ctl.server.state.createAuthKey({ user: 'u@x' });
     // ws with the test CA, in the shape of the browser's WebSocket constructor.
     class TrustingWs extends WebSocket {
       constructor(url: string, protocols: string | string[]) {
@@ -337,12 +313,12 @@ describe('TLS', () => {
 describe('robustness', () => {
   it('garbage handshakes, forged messages and bad JSON cost only their own connection', async () => {
     await start();
-    await server!.state.createUser('u@x');
-    const { key } = await server!.state.createAuthKey({ user: 'u@x', reusable: true });
+    await ctl.server.state.createUser('u@x');
+    const { key } = await ctl.server.state.createAuthKey({ user: 'u@x', reusable: true });
     const a = await node('a', { authKey: key }).join();
     const closes: number[] = [];
     for (const payload of [Buffer.alloc(0), Buffer.from('hello'), Buffer.alloc(96, 7), Buffer.alloc(70_000, 1)]) {
-      const ws = new WebSocket(server!.url.replace('http', 'ws') + '/control', 'pierce-control');
+      const ws = new WebSocket(ctl.server.url.replace('http', 'ws') + '/control', 'pierce-control');
       await new Promise<void>((resolve) => {
         ws.on('open', () => ws.send(payload));
         ws.on('close', (code) => {
@@ -371,11 +347,11 @@ describe('robustness', () => {
 
 describe('pierce control and pierce admin from the command line', () => {
   it('runs, prints --help, and every listing has --json', async () => {
-    const db = join(dir, 'cli.db');
+    const db = join(ctl.dir, 'cli.db');
     const help = await pierce(['control', '--help']);
     expect(help.code).toBe(0);
     expect(help.stdout).toContain('--policy FILE');
-    const policyFile = join(dir, 'policy.hujson');
+    const policyFile = join(ctl.dir, 'policy.hujson');
     writeFileSync(policyFile, EXAMPLE_POLICY);
     const apikey = await pierce(['control', 'apikey', '--db', db]);
     expect(apikey.code).toBe(0);
@@ -402,13 +378,13 @@ describe('pierce control and pierce admin from the command line', () => {
       expect(keys.authKeys[0]).toMatchObject({ user: OWNER, tags: ['tag:server'], reusable: true, valid: true });
       expect(JSON.stringify(keys)).not.toContain('hash');
       const n = new TestNode({ url, hostname: 'web', authKey: k.stdout.trim() });
-      nodes.push(n);
+      ctl.nodes.push(n);
       await n.join();
       const list = await pierce(['admin', 'nodes', 'list'], e);
       expect(list.stdout).toMatch(/web\s+SignorMercurio@github\s+tag:server\s+100\.64\.0\.1\s+yes/);
       const pol = await pierce(['admin', 'policy', 'get', '--json'], e);
       expect(JSON.parse(pol.stdout)).toMatchObject({ rules: 4, tests: 3 });
-      const bad = join(dir, 'bad.hujson');
+      const bad = join(ctl.dir, 'bad.hujson');
       writeFileSync(bad, '{"acls": [{"action": "accept", "src": ["tag:nonexistent"], "dst": ["*:*"]}]}');
       const refused = await pierce(['admin', 'policy', 'set', bad], e);
       expect(refused.code).toBe(1);

@@ -3,41 +3,15 @@
  * (and never a secret); nodes report SSH session events with the `audit` message, which is
  * validated strictly and rate-limited per connection.
  */
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { startControl, type ControlServer } from '../../gateway/src/control/server.ts';
-import { SqliteStore } from '../../gateway/src/store/sqlite.ts';
-import { createApiKey } from '../../gateway/src/control/state.ts';
+import { describe, expect, it } from 'vitest';
 import { AUDIT_EVENTS_PER_MINUTE } from '../../gateway/src/control/session.ts';
 import { AuditSender, AUDIT_QUEUE_MAX } from '../../src/control/client.ts';
 import { ControlError, MAX_AUDIT_EVENTS, parseClientMessage, type AuditEvent, type ClientMessage } from '../../src/control/messages.ts';
-import { TestNode } from '../support/control-node.ts';
+import { ControlFixture } from '../support/control-fixture.ts';
 import { thrownCode } from '../support/errors.ts';
 
-let dir: string;
-let server: ControlServer | undefined;
-let apiKey = '';
-let apiKeyId = '';
-const nodes: TestNode[] = [];
-
-async function start(): Promise<ControlServer> {
-  server = await startControl({ store: new SqliteStore(join(dir, 'control.db')) });
-  const k = await createApiKey(server.state.store, Date.now(), 'test');
-  apiKey = k.key;
-  apiKeyId = k.id;
-  return server;
-}
-
-async function api(method: string, path: string, body?: unknown, headers: Record<string, string> = { Authorization: `Bearer ${apiKey}` }): Promise<{ status: number; body: Record<string, any>; headers: Headers }> {
-  const res = await fetch(`${server!.url}/api/v1${path}`, {
-    method,
-    headers: { ...headers, ...(body !== undefined ? { 'Content-Type': 'application/json' } : {}) },
-    ...(body !== undefined ? { body: typeof body === 'string' ? body : JSON.stringify(body) } : {}),
-  });
-  return { status: res.status, body: (await res.json()) as Record<string, any>, headers: res.headers };
-}
+const ctl = new ControlFixture('pierce-audit-', { apiKey: true });
+const { api, start, node } = ctl;
 
 const ev = (over: Partial<AuditEvent> = {}): AuditEvent => ({ kind: 'ssh', action: 'accept', at: Date.now(), session: 's1', srcAddr: '100.64.0.2:51234', sshUser: 'root', ...over });
 
@@ -55,24 +29,13 @@ async function until<T>(f: () => Promise<T | undefined | false>, ms = 3000): Pro
   }
 }
 
-beforeEach(() => {
-  dir = mkdtempSync(join(tmpdir(), 'pierce-audit-'));
-});
-afterEach(async () => {
-  for (const n of nodes.splice(0)) n.close();
-  await server?.close();
-  server = undefined;
-  rmSync(dir, { recursive: true, force: true });
-});
-
 describe('admin audit events', () => {
   it('records who changed what, newest first, without secrets', async () => {
     await start();
-    const actor = `apikey:${apiKeyId}`;
+    const actor = `apikey:${ctl.apiKeyId}`;
     await api('POST', '/users', { name: 'alice@example.com' });
     const ak = await api('POST', '/authkeys', { user: 'alice@example.com', reusable: true });
-    const n = new TestNode({ url: server!.url, hostname: 'web', authKey: ak.body.key });
-    nodes.push(n);
+    const n = node('web', { authKey: ak.body.key });
     await n.join();
     await api('POST', `/nodes/${n.id}/rename`, { name: 'web-1' });
     await api('POST', `/nodes/${n.id}/expire`);
@@ -133,7 +96,7 @@ describe('admin audit events', () => {
     expect(by('share.revoke')[0]).toMatchObject({ target: sh.body.share.id });
     expect(by('authkey.create')[0]).toMatchObject({ target: ak.body.authKey.id, detail: { user: 'alice@example.com', reusable: true } });
     const text = JSON.stringify(all);
-    for (const secret of [ak.body.key, sh.body.key, newKey.body.key, apiKey, 'ops-password-1', 'wrong-password']) expect(text).not.toContain(secret);
+    for (const secret of [ak.body.key, sh.body.key, newKey.body.key, ctl.apiKey, 'ops-password-1', 'wrong-password']) expect(text).not.toContain(secret);
     expect(all[0]!['at']).toBeGreaterThan(Date.now() - 60_000);
 
     // paging and filters
@@ -151,13 +114,16 @@ describe('admin audit events', () => {
 });
 
 describe('SSH audit events from nodes', () => {
-  it('are stored with the reporting node as actor and the source as target', async () => {
+  /** Starts control with user u@x and returns a reusable auth key of theirs. */
+  async function startWithKey(): Promise<string> {
     await start();
-    await server!.state.createUser('u@x');
-    const { key } = await server!.state.createAuthKey({ user: 'u@x', reusable: true });
-    const host = new TestNode({ url: server!.url, hostname: 'sshhost', authKey: key });
-    nodes.push(host);
-    await host.join();
+    await ctl.server.state.createUser('u@x');
+    return (await ctl.server.state.createAuthKey({ user: 'u@x', reusable: true })).key;
+  }
+
+  it('are stored with the reporting node as actor and the source as target', async () => {
+    const key = await startWithKey();
+    const host = await node('sshhost', { authKey: key }).join();
     const t0 = Date.now() - 5000;
     host.conn!.audit([
       ev({ at: t0, srcNode: 'laptop', localUser: 'root' }),
@@ -179,12 +145,8 @@ describe('SSH audit events from nodes', () => {
   });
 
   it('are rate-limited per connection without an error', async () => {
-    await start();
-    await server!.state.createUser('u@x');
-    const { key } = await server!.state.createAuthKey({ user: 'u@x', reusable: true });
-    const host = new TestNode({ url: server!.url, hostname: 'busy', authKey: key });
-    nodes.push(host);
-    await host.join();
+    const key = await startWithKey();
+    const host = await node('busy', { authKey: key }).join();
     host.conn!.audit(Array.from({ length: 130 }, (_, i) => ev({ session: `s${i}` })));
     host.conn!.send({ t: 'keepalive' });
     await until(async () => (await events('?kind=ssh&limit=1000')).length >= AUDIT_EVENTS_PER_MINUTE);
@@ -197,12 +159,9 @@ describe('SSH audit events from nodes', () => {
   });
 
   it('a malformed audit message is refused like any bad message (error, then close); others carry on', async () => {
-    await start();
-    await server!.state.createUser('u@x');
-    const { key } = await server!.state.createAuthKey({ user: 'u@x', reusable: true });
-    const a = new TestNode({ url: server!.url, hostname: 'a', authKey: key });
-    const b = new TestNode({ url: server!.url, hostname: 'b', authKey: key });
-    nodes.push(a, b);
+    const key = await startWithKey();
+    const a = node('a', { authKey: key });
+    const b = node('b', { authKey: key });
     await a.join();
     await b.join();
     b.conn!.send({ t: 'audit', events: [{ ...ev(), action: 'delete-everything' }] } as unknown as ClientMessage);
@@ -217,8 +176,7 @@ describe('SSH audit events from nodes', () => {
 
   it('an unregistered connection may not report', async () => {
     await start();
-    const n = new TestNode({ url: server!.url, hostname: 'anon' });
-    nodes.push(n);
+    const n = node('anon');
     await n.connect();
     n.conn!.audit([ev()]);
     await n.waitFor(() => n.errors.length > 0, 3000, 'error');

@@ -12,6 +12,7 @@ import { NetmapView } from '../../src/control/client.ts';
 import type { MapResponse } from '../../src/control/messages.ts';
 import { dstMatches, evaluate, filterAllows, parsePolicy, srcMatches, type Identity, type Policy } from '../../src/policy/index.ts';
 import type { NodeRecord } from '../../gateway/src/store/types.ts';
+import { nodeRecord } from '../support/node-record.ts';
 
 const USERS = ['u0@x', 'u1@x', 'u2@x', 'u3@x'];
 const TAGS = ['tag:t0', 'tag:t1', 'tag:t2'];
@@ -47,26 +48,8 @@ interface Sim {
   sink: MapSink | undefined;
 }
 
-function record(id: number, user: number, tags: string[]): NodeRecord {
-  return {
-    id,
-    machineKey: `mkey:${id}`,
-    nodeKey: `nodekey:${id}`,
-    discoKey: `discokey:${id}`,
-    name: `n${id}`,
-    hostname: `n${id}`,
-    userId: user,
-    tags,
-    ipv4: `100.64.0.${id}`,
-    ipv6: `fd7a:115c:a1e0::6440:${id.toString(16)}`,
-    ephemeral: false,
-    authKeyId: null,
-    createdAt: 0,
-    keyExpiry: null,
-    lastSeen: null,
-    loggedOut: false,
-  };
-}
+/** Here the IPv6 address embeds the IPv4 one (100.64 = 0x6440, then the node's id in hex). */
+const record = (id: number, user: number, tags: string[]): NodeRecord => nodeRecord(id, user, tags, { ipv6: `fd7a:115c:a1e0::6440:${id.toString(16)}` });
 
 const identity = (r: NodeRecord): Identity => ({ user: USERS[r.userId]!, tags: r.tags, addrs: [r.ipv4, r.ipv6] });
 

@@ -3,68 +3,32 @@
  * behind a URL; nodes that join with it show in the listing, and a revoke or the share's
  * expiry deletes them (their control stream gets NODE_DELETED, peers drop them).
  */
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
-import { startControl, type ControlServer, type ControlServerOptions } from '../../gateway/src/control/server.ts';
 import Database from 'better-sqlite3';
 import { MIGRATIONS, SqliteStore } from '../../gateway/src/store/sqlite.ts';
-import { createApiKey } from '../../gateway/src/control/state.ts';
-import { TestNode } from '../support/control-node.ts';
+import { ControlFixture } from '../support/control-fixture.ts';
 
 const POLICY = `{
   "tagOwners": { "tag:demo": ["autogroup:admin"], "tag:web": ["alice@example.com"] },
   "acls": [{ "action": "accept", "src": ["*"], "dst": ["*:*"] }],
 }`;
 
-let dir: string;
-let server: ControlServer | undefined;
-let apiKey = '';
-const nodes: TestNode[] = [];
+const ctl = new ControlFixture('pierce-shares-', { apiKey: true, defaults: { policyText: POLICY } });
+const { api, start } = ctl;
 
-async function start(extra: Partial<ControlServerOptions> = {}): Promise<ControlServer> {
-  server = await startControl({ store: new SqliteStore(join(dir, 'control.db')), policyText: POLICY, ...extra });
-  if (!apiKey) apiKey = (await createApiKey(server.state.store, Date.now(), 'test')).key;
-  return server;
-}
-
-async function api(method: string, path: string, body?: unknown): Promise<{ status: number; body: Record<string, any> }> {
-  const res = await fetch(`${server!.url}/api/v1${path}`, {
-    method,
-    headers: { Authorization: `Bearer ${apiKey}`, ...(body !== undefined ? { 'Content-Type': 'application/json' } : {}) },
-    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-  });
-  return { status: res.status, body: (await res.json()) as Record<string, any> };
-}
-
-function node(hostname: string, authKey?: string): TestNode {
-  const n = new TestNode({ url: server!.url, hostname, ...(authKey ? { authKey } : {}) });
-  nodes.push(n);
-  return n;
-}
+const node = (hostname: string, authKey?: string) => ctl.node(hostname, authKey ? { authKey } : {});
 
 /** The auth key inside a share URL's fragment. */
 function keyOf(url: string): string {
   return decodeURIComponent(/#authkey=([^&]+)/.exec(url)![1]!);
 }
 
-beforeEach(() => {
-  dir = mkdtempSync(join(tmpdir(), 'pierce-shares-'));
-  apiKey = '';
-});
-afterEach(async () => {
-  for (const n of nodes.splice(0)) n.close();
-  await server?.close();
-  server = undefined;
-  rmSync(dir, { recursive: true, force: true });
-});
-
 describe('shares', () => {
   it('create gives a URL with the key; the node that joins is listed live; revoke deletes it and tells it', async () => {
     await start();
-    await server!.state.createUser('alice@example.com');
-    const { key: aliceKey } = await server!.state.createAuthKey({ user: 'alice@example.com', reusable: true });
+    await ctl.server.state.createUser('alice@example.com');
+    const { key: aliceKey } = await ctl.server.state.createAuthKey({ user: 'alice@example.com', reusable: true });
     const host = await node('host', aliceKey).join();
 
     const r = await api('POST', '/shares', { tags: ['tag:demo'], ttlSeconds: 600, to: 'root@host:22', description: 'demo' });
@@ -72,11 +36,11 @@ describe('shares', () => {
     const { share, key, url } = r.body;
     expect(share.id).toMatch(/^shr_[A-Za-z0-9_-]{11}$/);
     expect(key).toMatch(/^pak_[0-9a-f]{12}_/);
-    expect(url).toBe(`${server!.url}/#authkey=${encodeURIComponent(key)}&ephemeral=1&ssh=${encodeURIComponent('root@host:22')}`);
+    expect(url).toBe(`${ctl.server.url}/#authkey=${encodeURIComponent(key)}&ephemeral=1&ssh=${encodeURIComponent('root@host:22')}`);
     expect(share).toMatchObject({ tags: ['tag:demo'], uses: 1, to: 'root@host:22', description: 'demo', user: 'shared', state: 'active', used: 0, nodes: [] });
     expect(share.createdBy).toMatch(/^apikey:[0-9a-f]{12}$/);
     expect(share.expiresAt - share.createdAt).toBe(600_000);
-    expect(server!.state.userByName('shared')).toBeDefined();
+    expect(ctl.server.state.userByName('shared')).toBeDefined();
     expect(JSON.stringify((await api('GET', '/authkeys')).body)).not.toContain(key);
 
     const guest = await node('browser', keyOf(url)).join();
@@ -102,7 +66,7 @@ describe('shares', () => {
     await guest.waitFor(() => guest.closed, 3000, 'guest closed');
     expect(guest.errors).toContainEqual({ code: 'NODE_DELETED', message: 'the share this node joined through was revoked' });
     await host.waitFor(() => !host.view.peerByName('browser'), 3000, 'guest gone from the host map');
-    expect(server!.state.nodes.has(guest.id)).toBe(false);
+    expect(ctl.server.state.nodes.has(guest.id)).toBe(false);
     const after = await api('GET', '/shares');
     expect(after.body.shares[0]).toMatchObject({ state: 'revoked', nodes: [] });
     expect(after.body.shares[0].revokedAt).toBeTypeOf('number');
@@ -127,7 +91,7 @@ describe('shares', () => {
     expect(v).toMatchObject({ state: 'used-up', used: 3 });
     expect(v.nodes.map((n: { name: string }) => n.name).sort()).toEqual(['g1', 'g2', 'g3']);
     // a node that joined presents the key again on reconnect: that is not a new use
-    const g1 = nodes[0]!;
+    const g1 = ctl.nodes[0]!;
     g1.close();
     await g1.waitFor(() => g1.closed, 3000, 'closed');
     await g1.join();
@@ -143,7 +107,7 @@ describe('shares', () => {
     await g.waitFor(() => g.closed, 5000, 'expired share closes the stream');
     expect(g.errors.map((e) => e.code)).toContain('NODE_DELETED');
     await other.waitFor(() => !other.view.peerByName('short'), 3000, 'peer gone');
-    expect(server!.state.nodes.has(g.id)).toBe(false);
+    expect(ctl.server.state.nodes.has(g.id)).toBe(false);
     const list = (await api('GET', '/shares')).body.shares as { id: string; state: string; nodes: unknown[] }[];
     expect(list.find((s) => s.id === r.body.share.id)).toMatchObject({ state: 'expired', nodes: [] });
     expect(other.closed).toBeUndefined();
@@ -155,11 +119,10 @@ describe('shares', () => {
     const g = await node('sleeper', keyOf(r.body.url)).join();
     const id = g.id;
     g.close();
-    await server!.close();
-    server = undefined;
+    await ctl.stop();
     await new Promise((res) => setTimeout(res, 1100));
     await start();
-    expect(server!.state.nodes.has(id)).toBe(false);
+    expect(ctl.server.state.nodes.has(id)).toBe(false);
     expect((await api('GET', '/shares')).body.shares[0]).toMatchObject({ state: 'expired', nodes: [] });
   });
 
@@ -179,7 +142,7 @@ describe('shares', () => {
     expect(ok.body.url).toMatch(/^https:\/\/pierce\.example\/app\/#authkey=pak_/);
     expect(ok.body.url).toContain(`&ssh=${encodeURIComponent('[fd7a:115c:a1e0::1]:2222')}`);
     // an existing user can own share keys; tags an admin gives need only be declared
-    await server!.state.createUser('alice@example.com');
+    await ctl.server.state.createUser('alice@example.com');
     const t = await api('POST', '/shares', { user: 'alice@example.com', tags: ['tag:web', 'tag:demo'] });
     expect(t.body.share).toMatchObject({ user: 'alice@example.com', tags: ['tag:web', 'tag:demo'] });
   });
@@ -188,7 +151,7 @@ describe('shares', () => {
 describe('auth key use limits and the schema upgrade', () => {
   it('POST /authkeys with maxUses allows that many registrations; listings say when it is spent', async () => {
     await start();
-    await server!.state.createUser('alice@example.com');
+    await ctl.server.state.createUser('alice@example.com');
     const k = await api('POST', '/authkeys', { user: 'alice@example.com', reusable: true, maxUses: 2 });
     expect(k.body.authKey).toMatchObject({ maxUses: 2, reusable: true });
     await node('k1', k.body.key).join();
@@ -201,7 +164,7 @@ describe('auth key use limits and the schema upgrade', () => {
   });
 
   it('a version 1 database is upgraded in place, keys keeping no use limit', async () => {
-    const file = join(dir, 'old.db');
+    const file = join(ctl.dir, 'old.db');
     const db = new Database(file);
     db.exec(MIGRATIONS[0]!);
     db.pragma('user_version = 1');
@@ -232,7 +195,7 @@ describe('pierce share (CLI)', () => {
 
   it('create, list and revoke drive the admin API', async () => {
     await start();
-    const conn = ['--control', server!.url, '--api-key', apiKey];
+    const conn = ['--control', ctl.server.url, '--api-key', ctl.apiKey];
     const help = await pierce(['share', '--help']);
     expect(help.code).toBe(0);
     expect(help.stdout).toContain('pierce share create');
@@ -241,7 +204,7 @@ describe('pierce share (CLI)', () => {
     const c = await pierce(['share', 'create', '--tags', 'tag:demo', '--ttl', '30m', '--uses', '2', '--to', 'root@host', '--description', 'for bob', ...conn]);
     expect(c.code).toBe(0);
     const [url, info] = c.stdout.split('\n');
-    expect(url).toMatch(new RegExp(`^${server!.url}/#authkey=pak_[0-9a-f]{12}_[A-Za-z0-9_-]+&ephemeral=1&ssh=root%40host$`));
+    expect(url).toMatch(new RegExp(`^${ctl.server.url}/#authkey=pak_[0-9a-f]{12}_[A-Za-z0-9_-]+&ephemeral=1&ssh=root%40host$`));
     const id = /share (shr_\S+): 2 use\(s\), expires (\S+), tags tag:demo, ssh root@host/.exec(info!)!;
     expect(id).not.toBeNull();
     expect(Date.parse(id[2]!) - Date.now()).toBeGreaterThan(29 * 60_000);
@@ -267,7 +230,7 @@ describe('pierce share (CLI)', () => {
     const saved = process.env['PIERCE_API_KEY'];
     delete process.env['PIERCE_API_KEY'];
     try {
-      const noKey = await pierce(['share', 'list', '--control', server!.url]);
+      const noKey = await pierce(['share', 'list', '--control', ctl.server.url]);
       expect(noKey.code).toBe(2);
       expect(noKey.stderr).toContain('needs --api-key KEY or $PIERCE_API_KEY');
     } finally {

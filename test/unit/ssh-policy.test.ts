@@ -8,30 +8,9 @@ import { Netmap } from '../../gateway/src/control/netmap.ts';
 import { NetmapView } from '../../src/control/client.ts';
 import type { MapResponse } from '../../src/control/messages.ts';
 import { envAccepted, parsePolicy, sshAccess } from '../../src/policy/index.ts';
-import type { NodeRecord } from '../../gateway/src/store/types.ts';
+import { nodeRecord } from '../support/node-record.ts';
 
 const USERS = ['alice@corp.com', 'bob@corp.com'];
-
-function record(id: number, user: number, tags: string[]): NodeRecord {
-  return {
-    id,
-    machineKey: `mkey:${id}`,
-    nodeKey: `nodekey:${id}`,
-    discoKey: `discokey:${id}`,
-    name: `n${id}`,
-    hostname: `n${id}`,
-    userId: user,
-    tags,
-    ipv4: `100.64.0.${id}`,
-    ipv6: `fd7a:115c:a1e0::${id}`,
-    ephemeral: false,
-    authKeyId: null,
-    createdAt: 0,
-    keyExpiry: null,
-    lastSeen: null,
-    loggedOut: false,
-  };
-}
 
 const POLICY = {
   tagOwners: { 'tag:server': ['alice@corp.com'], 'tag:untrusted': ['alice@corp.com'] },
@@ -47,7 +26,7 @@ const POLICY = {
 function setup(policy: object) {
   const nm = new Netmap({ relays: { regions: [] } });
   nm.setPolicy(parsePolicy(JSON.stringify(policy)));
-  const recs = [record(1, 0, ['tag:server']), record(2, 0, []), record(3, 1, []), record(4, 0, ['tag:untrusted'])];
+  const recs = [nodeRecord(1, 0, ['tag:server']), nodeRecord(2, 0, []), nodeRecord(3, 1, []), nodeRecord(4, 0, ['tag:untrusted'])];
   for (const r of recs) nm.upsert(r, USERS[r.userId]);
   const view = new NetmapView();
   let seq = 0;
@@ -68,7 +47,7 @@ describe('ssh rules in the netmap', () => {
   it('does not send rules to nodes that do not run the server', () => {
     const nm = new Netmap({ relays: { regions: [] } });
     nm.setPolicy(parsePolicy(JSON.stringify(POLICY)));
-    nm.upsert(record(1, 0, ['tag:server']), USERS[0]);
+    nm.upsert(nodeRecord(1, 0, ['tag:server']), USERS[0]);
     const got: MapResponse[] = [];
     nm.attach(1, { send: (b) => got.push(JSON.parse(`{"t":"map","seq":1,${b}}`) as MapResponse) }, { discoKey: 'd', endpoints: [], homeRelay: 0 });
     expect(got[0]!.ssh).toBeUndefined();
@@ -76,7 +55,7 @@ describe('ssh rules in the netmap', () => {
 
   it('follows joins, leaves and policy changes with deltas', () => {
     const { nm, view, sent } = setup(POLICY);
-    nm.upsert(record(5, 1, []), USERS[1]);
+    nm.upsert(nodeRecord(5, 1, []), USERS[1]);
     nm.flush();
     expect(view.ssh[0]!.principals).toContain('100.64.0.5');
     nm.remove(2);

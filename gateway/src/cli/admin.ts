@@ -1,6 +1,6 @@
 /** `pierce admin`: a client of the control server's admin API (/api/v1, Bearer API key). */
 import { readFile } from 'node:fs/promises';
-import { parseArgs } from 'node:util';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { PierceError } from '../../../src/errors.ts';
 import { UsageError, type Io } from './main.ts';
 import { parseDuration } from './duration.ts';
@@ -105,6 +105,25 @@ export function connection(values: { control?: string | undefined; server?: stri
   return { server, apiKey, json: values.json ?? false, io };
 }
 
+/**
+ * The start of `pierce admin` and `pierce share`: no arguments or --help/-h print `usage` and
+ * give the exit code (2, 0); else `argv` is parsed (strictly, with positionals) with the
+ * connection flags (CONNECTION_OPTIONS) and `options`.
+ */
+export function parseCommand<O extends NonNullable<ParseArgsConfig['options']>>(argv: string[], io: Io, usage: string, options: O) {
+  if (argv.length === 0 || argv.includes('--help') || argv.includes('-h')) {
+    io.stdout(usage);
+    return argv.length === 0 ? 2 : 0;
+  }
+  return parseArgs({ args: argv, allowPositionals: true, strict: true, options: { ...CONNECTION_OPTIONS, ...options } });
+}
+
+/** `--uses N` (or another count flag): a whole number above 0. */
+export function positiveCount(flag: string, v: string): number {
+  if (!/^\d+$/.test(v) || Number(v) < 1) throw new UsageError(`${flag}: "${v}" is not a positive whole number`);
+  return Number(v);
+}
+
 /** A password from stdin (first line) or, unless --password-stdin, $PIERCE_ADMIN_PASSWORD. */
 async function readPassword(io: Io, fromStdin: boolean): Promise<string> {
   const env = process.env['PIERCE_ADMIN_PASSWORD'];
@@ -114,29 +133,21 @@ async function readPassword(io: Io, fromStdin: boolean): Promise<string> {
 }
 
 export async function adminCommand(argv: string[], io: Io): Promise<number> {
-  if (argv.length === 0 || argv.includes('--help') || argv.includes('-h')) {
-    io.stdout(ADMIN_USAGE);
-    return argv.length === 0 ? 2 : 0;
-  }
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    strict: true,
-    options: {
-      ...CONNECTION_OPTIONS,
-      'password-stdin': { type: 'boolean' },
-      uses: { type: 'string' },
-      limit: { type: 'string' },
-      before: { type: 'string' },
-      kind: { type: 'string' },
-      user: { type: 'string' },
-      reusable: { type: 'boolean' },
-      ephemeral: { type: 'boolean' },
-      tags: { type: 'string' },
-      expiry: { type: 'string' },
-      description: { type: 'string' },
-    },
+  const parsed = parseCommand(argv, io, ADMIN_USAGE, {
+    'password-stdin': { type: 'boolean' },
+    uses: { type: 'string' },
+    limit: { type: 'string' },
+    before: { type: 'string' },
+    kind: { type: 'string' },
+    user: { type: 'string' },
+    reusable: { type: 'boolean' },
+    ephemeral: { type: 'boolean' },
+    tags: { type: 'string' },
+    expiry: { type: 'string' },
+    description: { type: 'string' },
   });
+  if (typeof parsed === 'number') return parsed;
+  const { values, positionals } = parsed;
   const ctx = connection(values, io, 'admin');
   const [what, action, a1, a2] = positionals;
   if (what === 'audit') {
@@ -177,8 +188,7 @@ export async function adminCommand(argv: string[], io: Io): Promise<number> {
       if (values.expiry) body['expirySeconds'] = seconds('--expiry', values.expiry);
       if (values.description) body['description'] = values.description;
       if (values.uses !== undefined) {
-        if (!/^\d+$/.test(values.uses) || Number(values.uses) < 1) throw new UsageError(`--uses: "${values.uses}" is not a positive whole number`);
-        body['maxUses'] = Number(values.uses);
+        body['maxUses'] = positiveCount('--uses', values.uses);
         if (Number(values.uses) > 1) body['reusable'] = true;
       }
       const v = await call(ctx, 'POST', '/authkeys', body);

@@ -1,8 +1,7 @@
 /** `pierce share`: shareable session links (a short-lived, limited-use key behind a URL). */
-import { parseArgs } from 'node:util';
 import { UsageError, type Io } from './main.ts';
 import { parseDuration } from './duration.ts';
-import { CONNECTION_OPTIONS, call, connection, out, s, table, when, type Row } from './admin.ts';
+import { call, connection, out, parseCommand, positiveCount, s, table, when, type Row } from './admin.ts';
 
 export const SHARE_USAGE = `Usage: pierce share create [--tags tag:a,tag:b] [--ttl 1h] [--uses 1] [--to [USER@]HOST[:PORT]]
                           [--user NAME] [--description TEXT] [--json]
@@ -31,24 +30,16 @@ The link points at the page given to \`pierce control --web-url\` (default: the 
 `;
 
 export async function shareCommand(argv: string[], io: Io): Promise<number> {
-  if (argv.length === 0 || argv.includes('--help') || argv.includes('-h')) {
-    io.stdout(SHARE_USAGE);
-    return argv.length === 0 ? 2 : 0;
-  }
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    strict: true,
-    options: {
-      ...CONNECTION_OPTIONS,
-      tags: { type: 'string' },
-      ttl: { type: 'string' },
-      uses: { type: 'string' },
-      to: { type: 'string' },
-      user: { type: 'string' },
-      description: { type: 'string' },
-    },
+  const parsed = parseCommand(argv, io, SHARE_USAGE, {
+    tags: { type: 'string' },
+    ttl: { type: 'string' },
+    uses: { type: 'string' },
+    to: { type: 'string' },
+    user: { type: 'string' },
+    description: { type: 'string' },
   });
+  if (typeof parsed === 'number') return parsed;
+  const { values, positionals } = parsed;
   const [action, id, ...extra] = positionals;
   if (extra.length) throw new UsageError(`share ${action}: unexpected "${extra.join(' ')}"`);
   const ctx = connection(values, io, 'share');
@@ -62,10 +53,7 @@ export async function shareCommand(argv: string[], io: Io): Promise<number> {
         if (ms <= 0) throw new UsageError('--ttl must be more than 0');
         body['ttlSeconds'] = ms / 1000;
       }
-      if (values.uses !== undefined) {
-        if (!/^\d+$/.test(values.uses) || Number(values.uses) < 1) throw new UsageError(`--uses: "${values.uses}" is not a positive whole number`);
-        body['uses'] = Number(values.uses);
-      }
+      if (values.uses !== undefined) body['uses'] = positiveCount('--uses', values.uses);
       if (values.to !== undefined) body['to'] = values.to;
       if (values.user !== undefined) body['user'] = values.user;
       if (values.description !== undefined) body['description'] = values.description;
