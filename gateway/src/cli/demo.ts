@@ -34,7 +34,8 @@ with STUN and UDP leases, and a demo host node with the built-in SSH server. Pri
 open. Ctrl-C stops everything; starting again with the same --data resumes the same mesh.
 
   --data DIR        where the mesh lives (default ./.pierce-demo)
-  --listen A:P      control, page and admin console (default 127.0.0.1:8080; port 0: any)
+  --listen A:P      control, page and admin console (default 127.0.0.1:8080; port 0: any).
+                    Keep it on loopback: the demo link logs browsers in as you.
   --relay-listen A:P  the relay (DERP over WebSocket) and its STUN port (default 127.0.0.1:0)
   --web DIR         the built page (default ./dist; \`npm start\` builds it first)
   --ssh-user NAME   the login the demo's policy allows on the demo host (default: you, $USER)
