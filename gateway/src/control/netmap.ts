@@ -22,7 +22,7 @@ import type { Identity, Policy, PortRange, Rule } from '../../../src/policy/inde
 import type { NodeRecord } from '../store/types.ts';
 import { materializeFilter } from '../../../src/control/filter-sets.ts';
 import { SrcSetRegistry, hostPrefixes, type SrcSet } from './srcsets.ts';
-import { sshRulesFor } from './ssh-rules.ts';
+import { sshRulesFor, type SshSourceClass } from './ssh-rules.ts';
 
 /** Where a connected node's map messages go; `send` gets the fields after "t" and "seq". */
 export interface MapSink {
@@ -473,16 +473,13 @@ export class Netmap {
     this.scheduleFlush();
   }
 
-  private sshJson(n: MapNode): string {
-    if (!this.policy) return '[]';
-    const classes = [...this.classes.values()].map((c) => ({ rep: c.rep, addrs: () => [...c.members].flatMap((m) => [m.rec.ipv4, m.rec.ipv6]) }));
-    return JSON.stringify(sshRulesFor(this.policy, classes, n.identity));
+  /** The `ssh` rules JSON of one node; `classes` from sshClasses(), shared by a flush's nodes. */
+  private sshJson(n: MapNode, classes = this.sshClasses()): string {
+    return this.policy ? JSON.stringify(sshRulesFor(this.policy, classes, n.identity)) : '[]';
   }
 
-  /** The `ssh` rules a node gets (admin, tests). */
-  sshRulesJsonOf(id: number): string {
-    const n = this.nodes.get(id);
-    return n ? this.sshJson(n) : '[]';
+  private sshClasses(): SshSourceClass[] {
+    return [...this.classes.values()].map((c) => ({ rep: c.rep, addrs: () => [...c.members].flatMap((m) => [m.rec.ipv4, m.rec.ipv6]) }));
   }
 
   private setChanged(s: SrcSet, change: () => void): void {
@@ -757,9 +754,10 @@ export class Netmap {
     this.queueSetPatches();
     if (this.sshDirty) {
       this.sshDirty = false;
+      const classes = this.sshClasses();
       for (const n of this.sshNodes) {
         if (!n.sink) continue;
-        const j = this.sshJson(n);
+        const j = this.sshJson(n, classes);
         if (j !== n.sentSsh) this.mark(n).ssh = j;
       }
     }

@@ -5,10 +5,10 @@
  */
 import { mkdir, readFile, writeFile, chmod } from 'node:fs/promises';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { DiscoPrivate, MachinePrivate, MachinePublic, NodePrivate } from '../../../src/key/keys.ts';
 import { PierceError } from '../../../src/errors.ts';
 import type { EngineKeys } from '../../../src/engine/types.ts';
+import { generateHostKeySeed } from '../../../src/ssh/keys.ts';
 
 export interface NodeState {
   dir: string;
@@ -49,10 +49,10 @@ export async function loadState(dir: string): Promise<NodeState> {
     (s) => {
       const b = Buffer.from(s, 'base64');
       if (b.length !== 32) throw new Error('not a 32-byte ed25519 seed');
-      return { seed: new Uint8Array(b) };
+      return { seed: new Uint8Array(b) as Uint8Array };
     },
     () => {
-      const seed = new Uint8Array(randomBytes(32));
+      const seed = generateHostKeySeed();
       return { seed, toBase64: () => Buffer.from(seed).toString('base64') };
     },
   );
