@@ -93,6 +93,11 @@ async function outcome(c: AuthChannel, opts: AuthOptions, onOther?: (p: Uint8Arr
   }
 }
 
+/** What a publickey signature covers (RFC 4252 §7): built the same way by client and server. */
+export function publickeySignedData(sessionId: Uint8Array, user: string, service: string, alg: string, blob: Uint8Array): Uint8Array {
+  return new SshWriter(256).string(sessionId).byte(MSG_USERAUTH_REQUEST).string(user).string(service).string('publickey').bool(true).string(alg).string(blob).bytes();
+}
+
 function request(user: string, method: string): SshWriter {
   return new SshWriter(256).byte(MSG_USERAUTH_REQUEST).string(user).string(SERVICE).string(method);
 }
@@ -118,16 +123,7 @@ export async function authenticate(c: AuthChannel, opts: AuthOptions): Promise<s
       'publickey',
       () => {
         const blob = key.publicBlob();
-        const signed = new SshWriter(256)
-          .string(c.sessionId)
-          .byte(MSG_USERAUTH_REQUEST)
-          .string(user)
-          .string(SERVICE)
-          .string('publickey')
-          .bool(true)
-          .string(key.algorithm)
-          .string(blob)
-          .bytes();
+        const signed = publickeySignedData(c.sessionId, user, SERVICE, key.algorithm, blob);
         c.send(request(user, 'publickey').bool(true).string(key.algorithm).string(blob).string(key.sign(signed)).bytes());
         return outcome(c, opts);
       },

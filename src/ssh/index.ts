@@ -13,7 +13,6 @@ export {
   generateHostKeySeed,
   hostKeyPublicBlob,
   publicKeyLine,
-  knownHostsLine,
 } from './keys.ts';
-export { KnownHosts, memoryStore, knownHostsName, type KeyValueStore, type HostKeyCheck, type KnownHostEntry } from './known-hosts.ts';
+export { KnownHosts, memoryStore, knownHostsName, knownHostsLine, type KeyValueStore, type HostKeyCheck, type KnownHostEntry } from './known-hosts.ts';
 export { SshError, type SshErrorCode } from './errors.ts';

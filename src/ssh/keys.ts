@@ -99,8 +99,7 @@ export class SshEd25519Key {
 
   /** `ssh-ed25519 AAAA… comment`, for authorized_keys. */
   authorizedKeysLine(comment = ''): string {
-    const line = `${HOSTKEY_ED25519} ${toBase64(this.publicBlob())}`;
-    return comment ? `${line} ${comment}` : line;
+    return publicKeyLine(this.publicBlob(), comment);
   }
 
   fingerprint(): string {
@@ -124,12 +123,4 @@ export function hostKeyPublicBlob(seed: Uint8Array): Uint8Array {
 export function publicKeyLine(blob: Uint8Array, comment = ''): string {
   const line = `${keyBlobType(blob)} ${toBase64(blob)}`;
   return comment ? `${line} ${comment}` : line;
-}
-
-/**
- * A `known_hosts` line for `host` (and `port`: OpenSSH writes `[host]:port` for ports other
- * than 22), e.g. `[127.0.0.1]:2222 ssh-ed25519 AAAA…`.
- */
-export function knownHostsLine(host: string, port: number, blob: Uint8Array): string {
-  return `${port === 22 ? host : `[${host}]:${port}`} ${publicKeyLine(blob)}`;
 }

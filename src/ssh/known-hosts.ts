@@ -23,7 +23,7 @@
 import { equalBytes, fromBase64, toBase64 } from '../crypto/bytes.ts';
 import { SshReader } from './codec.ts';
 import { SshError } from './errors.ts';
-import { fingerprintSha256 } from './keys.ts';
+import { fingerprintSha256, publicKeyLine } from './keys.ts';
 import type { HostKeyVerifier } from './transport.ts';
 
 /** An async string key-value store. */
@@ -74,6 +74,11 @@ export function knownHostsName(host: string, port: number): string {
   if (h.length === 0 || /[\s[\]]/.test(h)) throw new RangeError(`not a host name or address: ${JSON.stringify(host)}`);
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new RangeError(`not a TCP port: ${port}`);
   return port === 22 ? h : `[${h}]:${port}`;
+}
+
+/** A `known_hosts` line for host:port and a key blob, e.g. `[127.0.0.1]:2222 ssh-ed25519 AAAA…`. */
+export function knownHostsLine(host: string, port: number, blob: Uint8Array): string {
+  return `${knownHostsName(host, port)} ${publicKeyLine(blob)}`;
 }
 
 function parseName(name: string): { host: string; port: number } | undefined {

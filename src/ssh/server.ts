@@ -63,6 +63,7 @@ import {
   OPEN_RESOURCE_SHORTAGE,
   OPEN_UNKNOWN_CHANNEL_TYPE,
 } from './constants.ts';
+import { publickeySignedData } from './auth.ts';
 import { SshError, toSshError } from './errors.ts';
 import { SshEd25519Key, keyBlobType, verifyEd25519 } from './keys.ts';
 import { SERVER_MAX_PACKET, SERVER_WINDOW, ServerSession } from './server-session.ts';
@@ -323,7 +324,7 @@ export class SshServerConnection {
         const sig = r.string();
         r.end();
         const sid = this.transport.sessionId!;
-        const signed = new SshWriter(256).string(sid).byte(MSG_USERAUTH_REQUEST).string(user).string(service).string('publickey').bool(true).string(alg).string(blob).bytes();
+        const signed = publickeySignedData(sid, user, service, alg, blob);
         let good = false;
         try {
           good = alg === HOSTKEY_ED25519 && verifyEd25519(blob, sig, signed);
