@@ -22,7 +22,7 @@ import type { Identity, Policy, PortRange, Rule } from '../../../src/policy/inde
 import type { NodeRecord } from '../store/types.ts';
 import { materializeFilter } from '../../../src/control/filter-sets.ts';
 import { SrcSetRegistry, hostPrefixes, type SrcSet } from './srcsets.ts';
-import { sshRulesFor, type SshSourceClass } from './ssh-rules.ts';
+import { sshRulesFor, sshSources, type SshSources } from './ssh-rules.ts';
 
 /** Where a connected node's map messages go; `send` gets the fields after "t" and "seq". */
 export interface MapSink {
@@ -473,13 +473,15 @@ export class Netmap {
     this.scheduleFlush();
   }
 
-  /** The `ssh` rules JSON of one node; `classes` from sshClasses(), shared by a flush's nodes. */
-  private sshJson(n: MapNode, classes = this.sshClasses()): string {
-    return this.policy ? JSON.stringify(sshRulesFor(this.policy, classes, n.identity)) : '[]';
+  /** The `ssh` rules JSON of one node; `sources` from sshSources(), shared by a flush's nodes. */
+  private sshJson(n: MapNode, sources = this.sshSources()): string {
+    return this.policy ? JSON.stringify(sshRulesFor(this.policy, sources, n.identity)) : '[]';
   }
 
-  private sshClasses(): SshSourceClass[] {
-    return [...this.classes.values()].map((c) => ({ rep: c.rep, addrs: () => [...c.members].flatMap((m) => [m.rec.ipv4, m.rec.ipv6]) }));
+  private sshSources(): SshSources {
+    if (!this.policy) return [];
+    const classes = [...this.classes.values()].map((c) => ({ rep: c.rep, addrs: [...c.members].flatMap((m) => [m.rec.ipv4, m.rec.ipv6]) }));
+    return sshSources(this.policy, classes);
   }
 
   private setChanged(s: SrcSet, change: () => void): void {
@@ -754,10 +756,10 @@ export class Netmap {
     this.queueSetPatches();
     if (this.sshDirty) {
       this.sshDirty = false;
-      const classes = this.sshClasses();
+      const sources = this.sshSources();
       for (const n of this.sshNodes) {
         if (!n.sink) continue;
-        const j = this.sshJson(n, classes);
+        const j = this.sshJson(n, sources);
         if (j !== n.sentSsh) this.mark(n).ssh = j;
       }
     }
