@@ -13,7 +13,10 @@ import { thrownCode } from '../support/errors.ts';
 const ctl = new ControlFixture('pierce-audit-', { apiKey: true });
 const { api, start, node } = ctl;
 
-const ev = (over: Partial<AuditEvent> = {}): AuditEvent => ({ kind: 'ssh', action: 'accept', at: Date.now(), session: 's1', srcAddr: '100.64.0.2:51234', sshUser: 'root', ...over });
+// One timestamp for every event the tests make, so that two calls of ev() compare equal (Date.now()
+// per call flaked across a millisecond boundary); near now, as control checks the node's clock.
+const AT = Date.now();
+const ev = (over: Partial<AuditEvent> = {}): AuditEvent => ({ kind: 'ssh', action: 'accept', at: AT, session: 's1', srcAddr: '100.64.0.2:51234', sshUser: 'root', ...over });
 
 async function events(q = ''): Promise<Record<string, any>[]> {
   return (await api('GET', `/audit${q}`)).body.events as Record<string, any>[];
