@@ -363,7 +363,7 @@ async function route(ctx: Ctx, p: string[]): Promise<unknown> {
           ...k,
           user: state.userName(k.userId) ?? null,
           maxUses: k.maxUses ?? null,
-          valid: k.revokedAt === null && (k.expiresAt === null || k.expiresAt > state.now()) && (k.reusable || k.usedCount === 0) && (k.maxUses == null || k.usedCount < k.maxUses),
+          valid: state.authKeyProblem(k) === undefined,
         })),
       };
     case 'POST authkeys': {

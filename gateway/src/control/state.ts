@@ -216,14 +216,21 @@ export class ControlState {
     }
   }
 
+  /** Why an auth key cannot register a node now (revoked, expired, used up), or undefined. */
+  authKeyProblem(k: Omit<AuthKeyRecord, 'hash'>): ControlStateError | undefined {
+    if (k.revokedAt !== null) return new ControlStateError('AUTH_KEY_REVOKED', `auth key ${k.id} was revoked`);
+    if (k.expiresAt !== null && k.expiresAt <= this.now()) return new ControlStateError('AUTH_KEY_EXPIRED', `auth key ${k.id} has expired`);
+    if (k.maxUses != null && k.usedCount >= k.maxUses) return new ControlStateError('AUTH_KEY_USED', `auth key ${k.id} was already used ${k.usedCount} time(s), its limit`);
+    if (!k.reusable && k.usedCount > 0) return new ControlStateError('AUTH_KEY_USED', `auth key ${k.id} was already used (it is single-use)`);
+    return undefined;
+  }
+
   private authKeyFor(text: string): AuthKeyRecord {
     const id = secretId(text, 'pak');
     const k = id === undefined ? undefined : this.authKeys.get(id);
     if (!k || !secretMatches(text, k.hash)) throw new ControlStateError('AUTH_KEY_INVALID', 'invalid auth key');
-    if (k.revokedAt !== null) throw new ControlStateError('AUTH_KEY_REVOKED', `auth key ${k.id} was revoked`);
-    if (k.expiresAt !== null && k.expiresAt <= this.now()) throw new ControlStateError('AUTH_KEY_EXPIRED', `auth key ${k.id} has expired`);
-    if (k.maxUses != null && k.usedCount >= k.maxUses) throw new ControlStateError('AUTH_KEY_USED', `auth key ${k.id} was already used ${k.usedCount} time(s), its limit`);
-    if (!k.reusable && k.usedCount > 0) throw new ControlStateError('AUTH_KEY_USED', `auth key ${k.id} was already used (it is single-use)`);
+    const problem = this.authKeyProblem(k);
+    if (problem) throw problem;
     return k;
   }
 
@@ -559,7 +566,8 @@ export class ControlState {
   shareView(sh: ShareRecord) {
     const k = this.authKeys.get(sh.authKeyId);
     const used = k?.usedCount ?? 0;
-    const state = sh.revokedAt !== null || !k || k.revokedAt !== null ? 'revoked' : sh.expiresAt <= this.now() ? 'expired' : used >= sh.uses ? 'used-up' : 'active';
+    const problem = k ? this.authKeyProblem(k)?.code : 'AUTH_KEY_REVOKED';
+    const state = sh.revokedAt !== null || problem === 'AUTH_KEY_REVOKED' ? 'revoked' : problem === 'AUTH_KEY_EXPIRED' ? 'expired' : problem === 'AUTH_KEY_USED' ? 'used-up' : 'active';
     const nodes = [...this.nodes.values()].filter((n) => n.authKeyId === sh.authKeyId).map((n) => ({ id: n.id, name: n.name, online: this.netmap.isOnline(n.id) }));
     const user = k ? (this.userName(k.userId) ?? null) : null;
     return { ...sh, user, state, used, nodes };

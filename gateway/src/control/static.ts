@@ -44,6 +44,18 @@ export function staticPath(rawPath: string): string | undefined {
   return segs.join('/');
 }
 
+const realRoots = new Map<string, string>();
+
+/** The web root with symlinks resolved, once per root (not per request). */
+async function realRootOf(root: string): Promise<string> {
+  let r = realRoots.get(root);
+  if (r === undefined) {
+    r = await realpath(root);
+    realRoots.set(root, r);
+  }
+  return r;
+}
+
 /** Serves a GET/HEAD for a static file; returns false (nothing written) when there is none. */
 export async function serveStatic(root: string, req: IncomingMessage, res: ServerResponse): Promise<boolean> {
   if (req.method !== 'GET' && req.method !== 'HEAD') return false;
@@ -52,7 +64,7 @@ export async function serveStatic(root: string, req: IncomingMessage, res: Serve
   let realRoot: string;
   let file: string;
   try {
-    realRoot = await realpath(root);
+    realRoot = await realRootOf(root);
     file = await realpath(join(realRoot, rel));
   } catch {
     return false;
