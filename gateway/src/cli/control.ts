@@ -5,6 +5,7 @@ import type { RelayMap, RelayRegion } from '../../../src/control/messages.ts';
 import { openStore } from '../store/sqlite.ts';
 import { startControl } from '../control/server.ts';
 import { createApiKey } from '../control/state.ts';
+import { checkPassword } from '../control/admins.ts';
 import { UsageError, type Io } from './main.ts';
 import { parseDuration } from './duration.ts';
 import { splitHostPort } from './relay.ts';
@@ -113,7 +114,11 @@ export async function controlCommand(argv: string[], io: Io): Promise<number> {
       throw new UsageError(`--admin-password-file: cannot read ${values['admin-password-file']}: ${(e as Error).message}`);
     }
     const password = text.split(/\r?\n/)[0]!;
-    if (password.length < 8) throw new UsageError('--admin-password-file: the password (first line) must be at least 8 characters');
+    try {
+      checkPassword(password);
+    } catch (e) {
+      throw new UsageError(`--admin-password-file: ${(e as Error).message} (the first line is the password)`);
+    }
     initialAdmin = { name: values['admin-name'] ?? 'admin', password };
   }
   if (!!values['tls-cert'] !== !!values['tls-key']) throw new UsageError('--tls-cert and --tls-key go together');
