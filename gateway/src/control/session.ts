@@ -45,9 +45,6 @@ export class ControlSession implements MapSink {
   private closed = false;
   private queue: Promise<void> = Promise.resolve();
   private readonly timer: NodeJS.Timeout;
-  private auditWindow = { start: 0, count: 0 };
-  /** Audit events dropped by the rate limit on this session. */
-  auditDropped = 0;
   alive = true;
 
   constructor(
@@ -139,13 +136,9 @@ export class ControlSession implements MapSink {
         const id = this.requireNode();
         const name = state.nodes.get(id)!.name;
         const now = state.now();
-        if (now - this.auditWindow.start >= 60_000) this.auditWindow = { start: now, count: 0 };
         for (const e of m.events) {
-          if (this.auditWindow.count >= AUDIT_EVENTS_PER_MINUTE) {
-            this.auditDropped++;
-            continue;
-          }
-          this.auditWindow.count++;
+          // Per node, not per connection: reconnecting must not buy a fresh allowance.
+          if (!state.takeAuditSlot(id, AUDIT_EVENTS_PER_MINUTE)) continue;
           const { kind: _k, action, at, ...detail } = e;
           await state.audit({
             kind: 'ssh',

@@ -404,6 +404,7 @@ export class ControlState {
     if (!n) throw new ControlStateError('NOT_FOUND', `no node ${id}`);
     await this.store.deleteNode(id);
     if (!this.nodes.has(id)) return; // deleted meanwhile
+    this.auditWindows.delete(id);
     this.unindexNode(n);
     this.addrs.release(n.ipv4);
     clearTimeout(this.timers.get(id));
@@ -633,6 +634,19 @@ export class ControlState {
   // ---- audit ----
 
   /** Records an audit event; a store failure is logged, never thrown (the action happened). */
+  /** Per node: the current minute's start and how many audit events it has stored in it. */
+  private readonly auditWindows = new Map<number, { start: number; count: number }>();
+
+  /** Whether node `id` may store one more audit event this minute (at most `perMinute`). */
+  takeAuditSlot(id: number, perMinute: number): boolean {
+    const now = this.now();
+    let w = this.auditWindows.get(id);
+    if (!w || now - w.start >= 60_000) this.auditWindows.set(id, (w = { start: now, count: 0 }));
+    if (w.count >= perMinute) return false;
+    w.count++;
+    return true;
+  }
+
   async audit(e: { kind?: AuditKind; actor: string; action: string; target?: string; detail?: Record<string, unknown>; at?: number }): Promise<void> {
     try {
       await this.store.addAudit({ at: e.at ?? this.now(), kind: e.kind ?? 'admin', actor: e.actor, action: e.action, target: e.target ?? '', detail: e.detail ?? {} });
